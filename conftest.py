@@ -1,0 +1,13 @@
+"""Test-wide JAX settings: 8 simulated CPU devices and fast compiles.
+
+Set before JAX initialises its backends, so every test process sees the same
+device count whether it runs alone or under pytest-xdist.
+"""
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_disable_most_optimizations", True)
