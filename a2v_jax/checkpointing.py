@@ -1,0 +1,164 @@
+"""Orbax checkpoints: train state + JSON metadata + data-iterator state.
+
+Each step directory holds three items:
+- `state`: the TrainState pytree (StandardSave; async, so training resumes
+  while the arrays are written);
+- `metadata`: JSON with the config, the curriculum phase, why it was entered,
+  the phase controller's state, and anything else the caller adds;
+- `data`: the grain iterator state of every process, so a resumed run reads
+  exactly the batches the uninterrupted run would have read.
+
+Orbax writes each step into a temporary directory and renames it only when
+every item is complete, so a process killed during a save leaves the previous
+step as `latest_step()`; the half-written directory is ignored (and removed on
+the next start).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+from absl import logging
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(ValueError):
+  """A checkpoint is missing or does not match what the run expects."""
+
+
+def _json_safe(obj: Any) -> Any:
+  """Round-trips `obj` through JSON, turning unknown leaves into strings."""
+  def encode(o):
+    return o.tolist() if hasattr(o, 'tolist') else str(o)
+  return json.loads(json.dumps(obj, default=encode))
+
+
+class Checkpointer:
+  """Saves and restores training checkpoints in `directory`.
+
+  Args:
+    directory: where step directories go (created if needed).
+    max_to_keep: keep only the newest this many steps.
+    async_save: write arrays in a background thread.
+  """
+
+  def __init__(self, directory: str, *, max_to_keep: int = 3,
+               async_save: bool = True):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        create=True,
+        cleanup_tmp_directories=True,
+        enable_async_checkpointing=async_save,
+    )
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=options,
+        item_handlers={
+            'state': ocp.StandardCheckpointHandler(),
+            'metadata': ocp.JsonCheckpointHandler(),
+            'data': grain.checkpoint.CheckpointHandler(),
+        },
+    )
+
+  def latest_step(self) -> int | None:
+    """Newest committed step, or None when there is none."""
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    """Every committed step, oldest first."""
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, metadata: Mapping[str, Any],
+           data_iterator: Any = None) -> None:
+    """Starts saving `state` at `step`; returns once arrays are on the host.
+
+    Args:
+      step: the number of optimiser steps `state` has taken.
+      state: the TrainState pytree (may be donated after this returns).
+      metadata: JSON-able dict (config, phase, reason, ...).
+      data_iterator: a grain iterator whose state to save, or None.
+    """
+    items = {
+        'state': ocp.args.StandardSave(state),
+        'metadata': ocp.args.JsonSave(_json_safe(dict(metadata))),
+    }
+    if data_iterator is not None:
+      items['data'] = grain.checkpoint.CheckpointSave(data_iterator)
+    self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    logging.info('Checkpoint: saving step %d to %s', step, self.directory)
+
+  def restore(self, step: int, abstract_state: Any,
+              data_iterator: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Restores (state, metadata) at `step` into `abstract_state`'s layout.
+
+    Args:
+      step: a committed step (see `latest_step`).
+      abstract_state: pytree of jax.ShapeDtypeStruct with shardings.
+      data_iterator: a grain iterator to set to the saved position, or None.
+    """
+    items = {
+        'state': ocp.args.StandardRestore(abstract_state),
+        'metadata': ocp.args.JsonRestore(),
+    }
+    if data_iterator is not None:
+      items['data'] = grain.checkpoint.CheckpointRestore(data_iterator)
+    restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    logging.info('Checkpoint: restored step %d from %s', step, self.directory)
+    return restored['state'], dict(restored['metadata'])
+
+  def restore_metadata(self, step: int) -> dict[str, Any]:
+    """The JSON metadata saved at `step`."""
+    restored = self._manager.restore(
+        step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+    return dict(restored['metadata'])
+
+  def wait_until_finished(self) -> None:
+    """Blocks until every pending async save has been committed."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the manager."""
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def load_state_tree(path: str, step: int | None = None) -> tuple[Any, dict]:
+  """Loads the raw saved state (nested dicts of arrays) and its metadata.
+
+  Used to initialise from another run (a phase-2 run from the phase-1
+  checkpoint) and to load frozen helper networks written by pretraining.
+
+  Args:
+    path: a checkpoint directory written by `Checkpointer` (the one holding
+      the step directories).
+    step: the step to load; the newest when None.
+
+  Returns:
+    (tree, metadata): tree is nested dicts of numpy/jax arrays on the host.
+  """
+  if not os.path.isdir(path):
+    raise CheckpointError(
+        f'checkpoint directory {path!r} does not exist; train the run that '
+        f'writes it first or fix the path in the config')
+  with ocp.CheckpointManager(
+      os.path.abspath(path),
+      options=ocp.CheckpointManagerOptions(create=False),
+      item_handlers={
+          'state': ocp.StandardCheckpointHandler(),
+          'metadata': ocp.JsonCheckpointHandler(),
+      }) as manager:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(
+          f'{path!r} holds no committed checkpoint; the run that writes it '
+          f'did not finish a save')
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), metadata=ocp.args.JsonRestore()))
+  tree = jax.tree.map(lambda x: jax.device_get(x), restored['state'])
+  logging.info('Loaded checkpoint step %d from %s', step, path)
+  return tree, dict(restored['metadata'])

@@ -1,0 +1,175 @@
+"""Start-up checks of every config name and value.
+
+A misspelt key or an unknown choice fails before anything is built or read,
+with one line that names the key and lists what is valid. The reference for
+names is the shared base `configs/common.py`; network sections are checked
+against the attributes of the flax module they configure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Iterable
+
+import ml_collections
+
+from a2v_jax import curriculum
+
+TASKS = ('a2v', 'ds2_ctc', 'syncnet', 'eye')
+DATASETS = ('grid', 'lombard_grid', 'synthetic', 'random')
+CROPS = (64, 128, 256)
+AUDIO_FEATURES = ('mfcc', 'log_mel')
+GAN_MODES = ('hinge', 'lsgan', 'log')
+MISSING_PRETRAINED = ('error', 'pretrain', 'random')
+
+# config.model.<key> -> (module path, class name) of the network it sets up.
+MODEL_CLASSES = {
+    'generator': ('a2v_jax.models.spade', 'SPADEGenerator'),
+    'frame_d': ('a2v_jax.models.patchgan', 'MultiScalePatchGAN'),
+    'temporal_d': ('a2v_jax.models.temporal', 'MultiScaleTemporalDiscriminator'),
+    'syncnet': ('a2v_jax.models.syncnet', 'SyncNet'),
+    'ds2': ('a2v_jax.models.deepspeech2', 'DeepSpeech2'),
+    'eye': ('a2v_jax.models.eye', 'EyeLandmarkNet'),
+    'perceptual': ('a2v_jax.models.vgg', 'VGG16Features'),
+}
+# flax.linen.Module bookkeeping fields, never set from a config.
+_MODULE_INTERNAL = ('parent', 'name')
+
+
+class ConfigError(ValueError):
+  """A config key or value is invalid."""
+
+
+def _choices(values: Iterable[Any]) -> str:
+  return ', '.join(repr(v) for v in values)
+
+
+def _check_choice(path: str, value: Any, valid: Iterable[Any]) -> None:
+  valid = tuple(valid)
+  if value not in valid:
+    raise ConfigError(
+        f'config.{path}={value!r} is invalid; valid choices: {_choices(valid)}')
+
+
+def _check_keys(path: str, cfg: Any, reference: Any) -> None:
+  """Every key of cfg must be in reference, recursively; types must agree."""
+  for key in cfg.keys():
+    full = f'{path}{key}'
+    if key not in reference:
+      raise ConfigError(
+          f'config.{full} is not a known setting; valid names under '
+          f'config.{path or ""}: {_choices(sorted(reference.keys()))}')
+    value, ref = cfg[key], reference[key]
+    if full in ('model', 'curriculum.weights'):
+      continue  # checked against the networks and the loss terms below
+    if isinstance(ref, (ml_collections.ConfigDict, dict)):
+      if not isinstance(value, (ml_collections.ConfigDict, dict)):
+        raise ConfigError(f'config.{full} must be a group of settings, got '
+                          f'{type(value).__name__}')
+      _check_keys(f'{full}.', value, ref)
+    elif ref is not None and value is not None:
+      ok = isinstance(value, type(ref)) or (
+          isinstance(ref, float) and isinstance(value, int)) or (
+              isinstance(ref, (tuple, list)) and isinstance(value, (tuple, list)))
+      if isinstance(ref, int) and isinstance(value, bool) != isinstance(ref, bool):
+        ok = False
+      if not ok:
+        raise ConfigError(
+            f'config.{full}={value!r} has type {type(value).__name__}; '
+            f'expected {type(ref).__name__}')
+
+
+def module_fields(key: str) -> tuple[str, ...]:
+  """Names a config.model.<key> section may set (the module's attributes)."""
+  module_name, class_name = MODEL_CLASSES[key]
+  cls = getattr(importlib.import_module(module_name), class_name)
+  return tuple(f.name for f in dataclasses.fields(cls)
+               if f.name not in _MODULE_INTERNAL)
+
+
+def _check_models(config: Any) -> None:
+  _check_keys('model.', {k: None for k in config.model.keys()},
+              {k: None for k in MODEL_CLASSES})
+  needed = ('ds2', 'syncnet', 'eye') if config.task != 'a2v' else tuple(
+      MODEL_CLASSES)
+  for key in config.model.keys():
+    if key not in needed:
+      continue
+    valid = module_fields(key)
+    for name in config.model[key].keys():
+      if name not in valid:
+        raise ConfigError(
+            f'config.model.{key}.{name} is not an attribute of '
+            f'{MODEL_CLASSES[key][1]}; valid names: {_choices(valid)}')
+
+
+def _check_curriculum(c: Any) -> None:
+  for phase in c.weights.keys():
+    _check_choice(f'curriculum.weights (phase name {phase!r})', phase,
+                  curriculum.PHASE_NAMES)
+    for term, weight in c.weights[phase].items():
+      _check_choice(f'curriculum.weights.{phase} (term {term!r})', term,
+                    curriculum.LOSS_TERMS)
+      if not weight >= 0:
+        raise ConfigError(
+            f'config.curriculum.weights.{phase}.{term}={weight} must be >= 0')
+  _check_choice('curriculum.advance', c.advance, curriculum.ADVANCE_MODES)
+  if not 1 <= c.start_phase <= c.last_phase <= len(curriculum.PHASE_NAMES):
+    raise ConfigError(
+        f'config.curriculum needs 1 <= start_phase <= last_phase <= 3, got '
+        f'start_phase={c.start_phase}, last_phase={c.last_phase}')
+  if c.advance in ('steps', 'either'):
+    starts = list(c.phase_start_steps)[:c.last_phase - 1]
+    needed = c.last_phase - 1
+    if len(starts) < needed or starts != sorted(starts):
+      raise ConfigError(
+          f'config.curriculum.phase_start_steps={tuple(c.phase_start_steps)} '
+          f'must give {needed} increasing steps (when phases 2..3 start)')
+
+
+def validate_config(config: Any) -> None:
+  """Checks every name and value of a training config.
+
+  Raises:
+    ConfigError: with one line naming the bad key and the valid choices.
+  """
+  from configs import common  # pylint: disable=g-import-not-at-top
+  reference = common.get_config()
+  _check_keys('', config, reference)
+  _check_choice('task', config.task, TASKS)
+  d = config.dataset
+  _check_choice('dataset.name', d.name, DATASETS)
+  if d.name != 'random':
+    _check_choice('dataset.crop', d.crop, CROPS)
+  _check_choice('dataset.audio_features', d.audio_features, AUDIO_FEATURES)
+  _check_choice('loss.gan_mode', config.loss.gan_mode, GAN_MODES)
+  _check_choice('pretrained.missing', config.pretrained.missing,
+                MISSING_PRETRAINED)
+  for key in ('batch_size', 'log_every_steps', 'ckpt_every_steps',
+              'sample_every_steps', 'max_to_keep', 'eval_every_steps'):
+    if config[key] < 1:
+      raise ConfigError(f'config.{key}={config[key]} must be >= 1')
+  if config.num_train_steps == 0 or config.num_train_steps < -1:
+    raise ConfigError(
+        f'config.num_train_steps={config.num_train_steps} must be >= 1, or -1 '
+        f'for (constant_epochs + decay_epochs) epochs')
+  if not 0.0 <= config.ema_decay < 1.0:
+    raise ConfigError(f'config.ema_decay={config.ema_decay} must be in [0, 1)')
+  _check_curriculum(config.curriculum)
+  if config.task == 'a2v' and config.curriculum.last_phase >= 2 and (
+      d.num_frames < 5):
+    raise ConfigError(
+        f'config.dataset.num_frames={d.num_frames}: phases 2-3 feed 5 frames '
+        f'to SyncNet; use num_frames >= 5')
+  if config.debug.nan_term:
+    _check_choice('debug.nan_term', config.debug.nan_term, curriculum.LOSS_TERMS)
+  if config.evals:
+    try:
+      evaluators = importlib.import_module('a2v_jax.evaluators')
+      valid = tuple(evaluators.EVALUATORS)
+    except ImportError:
+      valid = ()
+    for name in config.evals:
+      _check_choice('evals', name, valid)
+  _check_models(config)

@@ -1,0 +1,136 @@
+"""Shared base config: every key any run may set lives here.
+
+The other configs start from `get_config()` and change values; start-up
+validation (a2v_jax/config_validation.py) rejects any key that is not in this
+base, so a typo in a config file fails at once with the valid names.
+
+Counts carry their unit in the name (`log_every_steps`, `constant_epochs`).
+The loss weights of each curriculum phase (paper §4) are data in
+`curriculum.weights`; the values the paper leaves unstated follow pix2pixHD
+(feature matching and VGG weight 10) and are marked as our choice.
+"""
+
+import ml_collections
+
+# Paper §4: phase 1 = adversarial + feature matching + perceptual; phase 2 adds
+# temporal adversarial, sync contrastive and lower-half L1; phase 3 adds blink.
+PHASE1 = dict(adversarial=1.0, feature_matching=10.0, perceptual=10.0)
+PHASE2 = dict(PHASE1, temporal_adversarial=1.0, contrastive=1.0,
+              reconstruction=10.0)
+PHASE3 = dict(PHASE2, blink=1.0)
+
+
+def _phase_weights() -> ml_collections.ConfigDict:
+  terms = ('adversarial', 'feature_matching', 'perceptual',
+           'temporal_adversarial', 'contrastive', 'reconstruction', 'blink')
+  return ml_collections.ConfigDict({
+      name: {t: float(weights.get(t, 0.0)) for t in terms}
+      for name, weights in (('phase1', PHASE1), ('phase2', PHASE2),
+                            ('phase3', PHASE3))
+  })
+
+
+def get_config(arg=None) -> ml_collections.ConfigDict:
+  """The base config (GRID, 128x128, phase 1 only)."""
+  del arg
+  c = ml_collections.ConfigDict()
+  # 'a2v' trains OneShotA2V; the others pretrain a helper network
+  # (a2v_jax/pretrain.py).
+  c.task = 'a2v'
+  c.seed = 0
+  # Total optimiser steps; -1 = (constant_epochs + decay_epochs) epochs.
+  c.num_train_steps = -1
+  c.batch_size = 16  # global, over all devices and hosts
+
+  c.dataset = ml_collections.ConfigDict(dict(
+      name='grid',            # 'grid' | 'lombard_grid' | 'synthetic' | 'random'
+      data_dir='',            # TFDS data_dir ('' = TFDS default)
+      crop=128,               # 64 | 128 | 256 (builder config crop{N})
+      split='train',
+      eval_split='test',
+      num_frames=5,           # T frames per training window
+      audio_features='mfcc',  # 'mfcc' | 'log_mel'
+      worker_count=0,         # grain worker processes
+      # 'synthetic': the corpus is generated + built on first use.
+      corpus_dir='',          # '' = <workdir>/../synthetic_corpus
+      synthetic_speakers=3,
+      synthetic_utterances=20,
+      synthetic_seed=0,
+      # 'random': an in-memory corpus of noise clips (smoke tests only).
+      random_examples=8,
+      random_utterance_frames=12,
+  ))
+
+  c.optimizer = ml_collections.ConfigDict(dict(
+      lr=0.002, b1=0.0, b2=0.9,  # paper §6.1, for G and every D
+      constant_epochs=50.0,
+      decay_epochs=100.0,
+      steps_per_epoch=-1,        # -1 = examples in split // batch_size
+  ))
+  c.ema_decay = 0.999
+
+  c.loss = ml_collections.ConfigDict(dict(
+      gan_mode='hinge',            # 'hinge' | 'lsgan' | 'log'
+      contrastive_margin=1.0,
+      sync_face_size=32,           # lower-half face side fed to SyncNet
+      lower_half_start=0.5,        # reconstruction on rows [H*this, H)
+      # Expensive phase-2/3 terms run under lax.cond(weight > 0); see
+      # train.py. False computes them always (0-weighted).
+      gate_inactive_terms=True,
+  ))
+
+  c.curriculum = ml_collections.ConfigDict(dict(
+      start_phase=1,
+      last_phase=1,
+      advance='steps',             # 'steps' | 'stable' | 'either'
+      phase_start_steps=(0, 0),    # steps at which phases 2 and 3 start
+      window_steps=200,            # moving-average window for 'stable'
+      rel_tol=0.01,
+      min_phase_steps=1000,
+      weights=_phase_weights(),
+  ))
+
+  # Module attributes passed to each network's constructor (a2v_jax/models).
+  c.model = ml_collections.ConfigDict(dict(
+      generator=dict(ngf=64, num_upsampling_layers='normal',
+                     spectral_norm=True),
+      frame_d=dict(),
+      temporal_d=dict(),
+      syncnet=dict(),
+      ds2=dict(rnn_hidden=256, rnn_layers=3),
+      eye=dict(),
+      perceptual=dict(),
+  ))
+
+  # Frozen helper networks, each a checkpoint directory written by
+  # a2v_jax/pretrain.py. missing: 'error' (stop at start-up), 'pretrain'
+  # (train it into <workdir>/pretrained/<name> with the *_synthetic twin
+  # settings, or reuse it) or 'random' (random init; smoke tests only).
+  c.pretrained = ml_collections.ConfigDict(dict(
+      ds2_ckpt='', syncnet_ckpt='', eye_ckpt='', missing='error'))
+  # A checkpoint directory to initialise G, the EMA and the discriminators
+  # from (phase 2 starts from phase 1). Ignored when the workdir already
+  # has a checkpoint (then the run resumes).
+  c.init_from = ''
+
+  # Helper-network pretraining (task != 'a2v').
+  c.pretrain = ml_collections.ConfigDict(dict(
+      lr=1e-3,
+      num_frames=75,      # ds2_ctc: whole utterances; syncnet: window length
+      max_shift=6,        # syncnet: time shift (frames) of false pairs
+      eye_weight=1.0,
+  ))
+
+  c.log_every_steps = 50
+  c.ckpt_every_steps = 1000
+  c.sample_every_steps = 1000  # image grid + clip with audio
+  c.sample_clip_frames = 25
+  c.max_to_keep = 3
+  c.eval_every_steps = 5000
+  c.evals = ()  # names of evaluators (the evaluation issue adds them)
+
+  c.debug = ml_collections.ConfigDict(dict(
+      nan_term='',      # inject NaN into this loss term ...
+      nan_at_step=-1,   # ... at this step (tests the NaN stop)
+  ))
+  return c
