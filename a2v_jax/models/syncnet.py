@@ -1,0 +1,219 @@
+"""SyncNet synchronisation discriminator (paper §3.2.3, Fig. 2).
+
+After Chung & Zisserman 2016, "Out of time: automated lip sync in the wild",
+with layer sizes as in joonson/syncnet_python's SyncNetModel:
+- audio stream ("netcnnaud"): 13 MFCCs x 20 steps (200 ms) as a 1-channel
+  image [13, 20]; conv3x3-64, conv3x3-192, maxpool 3x3 stride (1, 2),
+  conv3x3-384, conv3x3-256, conv3x3-256, maxpool 3x3 stride 2, then fc6 as a
+  conv covering the whole remaining map (5x4) with 512 channels;
+- video stream ("netcnnlip"): 5 RGB lower-half-face frames; the first layer
+  is a 3-D conv with a 5x7x7 kernel (all 5 frames) stride (1, 2, 2), 96
+  channels, then 2-D: maxpool 3 s2, conv5x5-256 s2 pad 1, maxpool 3 s2 pad 1,
+  3 x conv3x3-256, maxpool 3 s2, then fc6 as a conv over the whole remaining
+  map (6x6 at 224x224) with 512 channels;
+- each stream ends in fc 512 -> fc7 `embed_dim` (1024).
+
+Deviations, both for a batch-independent discriminator:
+- BatchNorm is replaced by GroupNorm (convs) and LayerNorm (fc), so a batch
+  of 1 gives the same embedding as the same item in a batch of 4.
+- The paper resizes the lower half to 224x224. The default here is 64x128,
+  which is the lower half of a 128x128 crop at its own resolution, to keep
+  CPU runs cheap; set `input_hw=(224, 224)` for the paper's size. The fc6
+  kernel always spans the map that is left, so any input of at least 51 px in
+  each direction works; the parameter count depends on `input_hw`.
+"""
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+NUM_FRAMES = 5
+MFCC_STEPS = 20
+NUM_MFCC = 13
+
+
+class SyncNetInputError(ValueError):
+  """Inputs whose shape does not match the SyncNet configuration."""
+
+
+def lower_half(frames: jax.Array, out_hw: Sequence[int]) -> jax.Array:
+  """Crops the lower half of aligned faces and resizes it.
+
+  Args:
+    frames: [..., H, W, 3] float images (any leading dims).
+    out_hw: (h, w) output size.
+
+  Returns:
+    [..., h, w, 3] float32, bilinear (antialiased when shrinking).
+  """
+  frames = jnp.asarray(frames, jnp.float32)
+  height = frames.shape[-3]
+  crop = frames[..., height // 2:, :, :]
+  out_shape = crop.shape[:-3] + (int(out_hw[0]), int(out_hw[1]),
+                                 crop.shape[-1])
+  if out_shape == crop.shape:
+    return crop
+  return jax.image.resize(crop, out_shape, method="linear", antialias=True)
+
+
+def _pool_out(size: int, window: int, stride: int, pad: int) -> int:
+  return (size + 2 * pad - window) // stride + 1
+
+
+def video_map_size(input_hw: Sequence[int]) -> tuple[int, int]:
+  """Spatial size of the video stream's map before fc6, for an input size."""
+  sizes = []
+  for s in input_hw:
+    s = _pool_out(s, 7, 2, 0)   # conv1 (3-D, 5x7x7, stride 2)
+    s = _pool_out(s, 3, 2, 0)   # pool1
+    s = _pool_out(s, 5, 2, 1)   # conv2
+    s = _pool_out(s, 3, 2, 1)   # pool2
+    s = _pool_out(s, 3, 2, 0)   # pool5
+    sizes.append(s)
+  return tuple(sizes)
+
+
+def _group_norm(channels: int, name: str) -> nn.GroupNorm:
+  return nn.GroupNorm(num_groups=math.gcd(32, channels), name=name)
+
+
+class AudioStream(nn.Module):
+  """netcnnaud + netfcaud: mfcc [B, 20, 13] -> [B, embed_dim]."""
+  width: float = 1.0
+  embed_dim: int = 1024
+
+  def _ch(self, c: int) -> int:
+    return max(8, int(round(c * self.width)))
+
+  @nn.compact
+  def __call__(self, mfcc: jax.Array) -> jax.Array:
+    # syncnet_python feeds [N, 1, 13, 20]: coefficients are rows.
+    x = jnp.swapaxes(mfcc.astype(jnp.float32), 1, 2)[..., None]
+    for i, c in enumerate((64, 192, 384, 256, 256)):
+      x = nn.Conv(self._ch(c), (3, 3), padding=1, name=f"conv{i + 1}")(x)
+      x = _group_norm(self._ch(c), f"norm{i + 1}")(x)
+      x = nn.relu(x)
+      if i == 1:
+        x = nn.max_pool(x, (3, 3), strides=(1, 2))
+      elif i == 4:
+        x = nn.max_pool(x, (3, 3), strides=(2, 2))
+    # fc6 as a conv spanning the whole remaining map (5x4 for 13x20 input).
+    x = nn.Conv(self._ch(512), x.shape[1:3], padding="VALID", name="fc6")(x)
+    x = _group_norm(self._ch(512), "norm6")(x)
+    x = nn.relu(x).reshape((x.shape[0], -1))
+    x = nn.Dense(self._ch(512), name="fc_a")(x)
+    x = nn.relu(nn.LayerNorm(name="norm_fc_a")(x))
+    return nn.Dense(self.embed_dim, name="fc7")(x)
+
+
+class VideoStream(nn.Module):
+  """netcnnlip + netfclip: [B, 5, h, w, 3] -> [B, embed_dim]."""
+  width: float = 1.0
+  embed_dim: int = 1024
+
+  def _ch(self, c: int) -> int:
+    return max(8, int(round(c * self.width)))
+
+  @nn.compact
+  def __call__(self, lower_faces: jax.Array) -> jax.Array:
+    x = lower_faces.astype(jnp.float32)
+    num_frames = x.shape[1]
+    # 3-D conv over all frames at once: time collapses to 1.
+    x = nn.Conv(self._ch(96), (num_frames, 7, 7), strides=(1, 2, 2),
+                padding="VALID", name="conv1")(x)
+    x = x[:, 0]
+    x = nn.relu(_group_norm(self._ch(96), "norm1")(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2))
+    x = nn.Conv(self._ch(256), (5, 5), strides=(2, 2), padding=1,
+                name="conv2")(x)
+    x = nn.relu(_group_norm(self._ch(256), "norm2")(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for i in (3, 4, 5):
+      x = nn.Conv(self._ch(256), (3, 3), padding=1, name=f"conv{i}")(x)
+      x = nn.relu(_group_norm(self._ch(256), f"norm{i}")(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2))
+    # fc6 as a conv spanning the whole remaining map (6x6 at 224x224).
+    x = nn.Conv(self._ch(512), x.shape[1:3], padding="VALID", name="fc6")(x)
+    x = nn.relu(_group_norm(self._ch(512), "norm6")(x))
+    x = x.reshape((x.shape[0], -1))
+    x = nn.Dense(self._ch(512), name="fc_v")(x)
+    x = nn.relu(nn.LayerNorm(name="norm_fc_v")(x))
+    return nn.Dense(self.embed_dim, name="fc7")(x)
+
+
+class SyncNet(nn.Module):
+  """Two-stream audio-visual sync network.
+
+  Attributes:
+    input_hw: (h, w) of the lower-half-face frames (paper: 224x224).
+    num_frames: frames per video sample (5, i.e. 200 ms at 25 fps).
+    width: multiplier on every conv/fc width (1.0 = syncnet_python sizes).
+    embed_dim: size of the fc7 embeddings.
+  """
+  input_hw: Sequence[int] = (64, 128)
+  num_frames: int = NUM_FRAMES
+  width: float = 1.0
+  embed_dim: int = 1024
+
+  def setup(self):
+    map_hw = video_map_size(self.input_hw)
+    if min(map_hw) < 1:
+      raise SyncNetInputError(
+          f"SyncNet input_hw={tuple(self.input_hw)} is too small for the "
+          "video stream; use at least 51x51")
+    self.video_stream = VideoStream(self.width, self.embed_dim)
+    self.audio_stream = AudioStream(self.width, self.embed_dim)
+
+  def embed_video(self, lower_faces: jax.Array) -> jax.Array:
+    """lower_faces: [B, 5, h, w, 3] float32 in [-1, 1] -> [B, E] float32."""
+    expected = (self.num_frames, *self.input_hw, 3)
+    if lower_faces.ndim != 5 or tuple(lower_faces.shape[1:]) != expected:
+      raise SyncNetInputError(
+          f"SyncNet video input has shape {lower_faces.shape}, expected "
+          f"[B, {', '.join(map(str, expected))}]; crop with "
+          "syncnet.lower_half(frames, input_hw)")
+    return self.video_stream(lower_faces)
+
+  def embed_audio(self, mfcc: jax.Array) -> jax.Array:
+    """mfcc: [B, 20, 13] float32 (200 ms of MFCCs) -> [B, E] float32."""
+    if mfcc.ndim != 3 or mfcc.shape[1] < 3 or mfcc.shape[2] < 3:
+      raise SyncNetInputError(
+          f"SyncNet audio input has shape {mfcc.shape}, expected "
+          f"[B, {MFCC_STEPS}, {NUM_MFCC}] (one mfcc_windows entry)")
+    return self.audio_stream(mfcc)
+
+  def __call__(self, lower_faces: jax.Array, mfcc: jax.Array
+               ) -> tuple[jax.Array, jax.Array]:
+    """Returns (video_emb [B, E], audio_emb [B, E]) float32 fc7 vectors."""
+    return self.embed_video(lower_faces), self.embed_audio(mfcc)
+
+
+def sync_distance(video_emb: jax.Array, audio_emb: jax.Array,
+                  eps: float = 1e-12) -> jax.Array:
+  """Euclidean distance d = ||v - a||_2 per pair: [B, E] x2 -> [B]."""
+  return jnp.sqrt(jnp.sum(jnp.square(video_emb - audio_emb), axis=-1) + eps)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """SyncNet sizes for CPU runs (input 64x128, full syncnet_python widths)."""
+  return ml_collections.ConfigDict(dict(
+      input_hw=(64, 128), num_frames=NUM_FRAMES, width=1.0, embed_dim=1024))
+
+
+def create_model(config: ml_collections.ConfigDict | None = None) -> SyncNet:
+  """Builds a SyncNet from `config` (default_config() when None)."""
+  config = default_config() if config is None else config
+  return SyncNet(**config.to_dict())
+
+
+def make_example_inputs(batch_size: int = 2, input_hw: Sequence[int] = (64, 128)
+                        ) -> tuple[jax.Array, jax.Array]:
+  """Random positional inputs for `SyncNet.__call__` (benchmarks)."""
+  k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+  faces = jax.random.uniform(k1, (batch_size, NUM_FRAMES, *input_hw, 3),
+                             minval=-1.0, maxval=1.0)
+  mfcc = jax.random.normal(k2, (batch_size, MFCC_STEPS, NUM_MFCC))
+  return faces, mfcc
