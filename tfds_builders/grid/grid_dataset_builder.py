@@ -1,0 +1,147 @@
+"""GRID audio-visual corpus: aligned face crops, 16 kHz audio, words, landmarks.
+
+Builds without TensorFlow (array_record files, read with `tfds.data_source`):
+
+  python -m a2v_jax.data.build --dataset=grid --manual_dir=DIR --data_dir=DIR \
+      --crop=128
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from absl import logging
+import tensorflow_datasets as tfds
+
+from a2v_jax.data import grid_layout
+from tfds_builders.grid import clip_example
+
+# LipNet's unseen-speaker split (Assael et al., 2016): s1, s2, s20 and s22 are
+# held out for testing. s21 has no video in GRID.
+DEFAULT_TEST_SPEAKERS = ("s1", "s2", "s20", "s22")
+# Every 20th utterance of each training speaker goes to `val` (held-out
+# utterances of seen speakers).
+DEFAULT_VAL_EVERY = 20
+
+_DESCRIPTION = """
+The GRID corpus (Cooke et al., 2006): 34 speakers x 1000 six-word sentences
+("bin blue at f two now"), frontal video at 25 fps (360x288, MPEG-1).
+
+Each example is one utterance: every frame's face aligned to a canonical
+template with one similarity transform for the whole clip (dlib HOG + 68-point
+landmarks, largest face, short detection gaps interpolated), stored as JPEG,
+plus the audio at 16 kHz mono, the words with their times, the 68 landmarks
+in crop pixels, and the speaker and utterance ids.
+
+Splits are speaker-disjoint: `test` holds unseen speakers (LipNet's s1, s2,
+s20, s22 by default; override with the `test_speakers` builder argument),
+`train` the other speakers, and `val` every 20th utterance of the training
+speakers. The metadata records the test speakers and the skipped clips.
+
+The same builder reads a synthetic corpus written in GRID's Zenodo layout;
+its `<id>.gt.json` ground truth (mouth opening, blinks) fills
+`mouth_open_gt`/`blink_gt` and sets `has_ground_truth`.
+"""
+
+
+@dataclasses.dataclass
+class GridConfig(tfds.core.BuilderConfig):
+  """A crop size."""
+  crop: int = 128
+
+
+def _config(crop: int, what: str) -> GridConfig:
+  return GridConfig(name=f"crop{crop}", crop=crop,
+                    description=f"{crop}x{crop} aligned face crops ({what}).")
+
+
+def words_of(utt: grid_layout.Utterance):
+  """Words and times from the .align file, checked against the GRID id."""
+  if utt.align is None:
+    raise ValueError("no .align file for this utterance")
+  words, starts, ends = grid_layout.parse_align(
+      utt.align.read_bytes().decode("utf-8", "replace"))
+  expected = list(grid_layout.grid_words(utt.utterance))
+  if words != expected:
+    raise ValueError(f"alignment says {' '.join(words)!r}, the id"
+                     f" {utt.utterance} says {' '.join(expected)!r}")
+  return words, starts, ends
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """DatasetBuilder for GRID."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = [
+      _config(64, "the CPU demo"),
+      _config(128, "default training size"),
+      _config(256, "full resolution"),
+  ]
+  DEFAULT_CONFIG_NAME = "crop128"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
+  Download GRID into `manual_dir` from either source, zipped or extracted:
+  * Sheffield (https://spandh.dcs.shef.ac.uk/gridcorpus/): for each speaker N
+    the video `s{{N}}.mpg_vcd.zip` (normal quality), the audio `s{{N}}.tar` or
+    `s{{N}}_50kHz.tar` (put in `audio/`), and the alignment `s{{N}}.tar` (put in
+    `align/`).
+  * Zenodo (https://zenodo.org/records/3625687): `s1.zip` ... `s34.zip`,
+    `audio_25k.zip` and `alignments.zip`.
+  Expected: {grid_layout.EXPECTED_ARCHIVES}.
+  """
+
+  def __init__(self, *, test_speakers=None, val_every: int = DEFAULT_VAL_EVERY,
+               num_workers: int = 1, **kwargs):
+    """Args: test_speakers (names like "s3"), val_every (0 = no val split),
+    num_workers (processes for face alignment), then the usual builder args."""
+    super().__init__(**kwargs)
+    self.test_speakers = tuple(test_speakers if test_speakers is not None
+                               else DEFAULT_TEST_SPEAKERS)
+    self.val_every = int(val_every)
+    self.num_workers = int(num_workers)
+    self.skips = grid_layout.SkipLog()
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        description=_DESCRIPTION,
+        features=clip_example.features(),
+        supervised_keys=None,
+        homepage="https://spandh.dcs.shef.ac.uk/gridcorpus/",
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  def _find_utterances(self, manual_dir: str):
+    return grid_layout.find_utterances(manual_dir, self.skips)
+
+  def _words_fn(self):
+    return words_of
+
+  def _clip_options(self) -> clip_example.ClipOptions:
+    return clip_example.ClipOptions(crop=self.builder_config.crop,
+                                    words_fn=self._words_fn())
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    utterances = self._find_utterances(str(dl_manager.manual_dir))
+    splits = grid_layout.assign_splits(utterances, self.test_speakers,
+                                       self.val_every)
+    if not splits["train"]:
+      speakers = sorted({u.speaker for u in utterances},
+                        key=grid_layout.speaker_number)
+      raise grid_layout.LayoutError(
+          f"every speaker found ({', '.join(speakers)}) is a test speaker, so"
+          " train would be empty; pass fewer test_speakers (e.g."
+          f" --test_speakers={speakers[-1]})")
+    self.info.metadata["test_speakers"] = list(self.test_speakers)
+    self.info.metadata["val_every"] = self.val_every
+    logging.info("%s: %s", self.name, {k: len(v) for k, v in splits.items()})
+    return {name: self._generate_examples(utts, name)
+            for name, utts in splits.items() if utts}
+
+  def _generate_examples(self, utterances, split_name: str = "train"):
+    """Yields (key, example); skipped clips are logged and counted."""
+    skips = grid_layout.SkipLog()
+    yield from clip_example.generate_examples(
+        utterances, self._clip_options(), self.num_workers, skips,
+        desc=f"{self.name}/{self.builder_config.name} {split_name}")
+    self.skips.update(skips)
+    logging.info("%s %s: %s", self.name, split_name, skips.summary())
+    self.info.metadata["skipped"] = dict(self.skips.counts)
