@@ -47,6 +47,8 @@ class ClipOptions:
     words_fn: reads the words and their times of an utterance.
     max_gap_frames, max_missing_fraction: see a2v_jax.face.align.
     upsample: dlib HOG upsampling (1 finds smaller faces, 4x slower).
+    detect_width: run the face detector on frames resized to this width
+      (None: full size); landmarks are still fitted at full resolution.
     check_moov: check .mov files for a moov atom before decoding.
   """
   crop: int
@@ -54,6 +56,7 @@ class ClipOptions:
   max_gap_frames: int = align.MAX_GAP_FRAMES
   max_missing_fraction: float = align.MAX_MISSING_FRACTION
   upsample: int = 0
+  detect_width: int | None = None
   check_moov: bool = False
 
 
@@ -182,10 +185,11 @@ def make_example(utt: grid_layout.Utterance, options: ClipOptions,
 _DETECTOR: dict = {}
 
 
-def _init_worker(upsample: int) -> None:
-  if _DETECTOR.get("upsample") != upsample:
-    _DETECTOR["detector"] = landmarks_lib.LandmarkDetector(upsample=upsample)
-    _DETECTOR["upsample"] = upsample
+def _init_worker(upsample: int, detect_width: int | None) -> None:
+  if _DETECTOR.get("args") != (upsample, detect_width):
+    _DETECTOR["detector"] = landmarks_lib.LandmarkDetector(
+        upsample=upsample, detect_width=detect_width)
+    _DETECTOR["args"] = (upsample, detect_width)
 
 
 def _process(job):
@@ -222,14 +226,14 @@ def generate_examples(utterances: list[grid_layout.Utterance],
   bar = tqdm.tqdm(total=len(jobs), desc=desc, unit="clip", dynamic_ncols=True,
                   disable=None)
   if num_workers <= 1 or len(jobs) <= 1:
-    _init_worker(options.upsample)
+    _init_worker(options.upsample, options.detect_width)
     results = map(_process, jobs)
     pool = None
   else:
     # fork: workers inherit the imported modules, so start-up is instant.
     pool = multiprocessing.get_context("fork").Pool(
         min(num_workers, len(jobs)), initializer=_init_worker,
-        initargs=(options.upsample,))
+        initargs=(options.upsample, options.detect_width))
     results = pool.imap(_process, jobs, chunksize=1)
   try:
     for utt, example, skipped in results:

@@ -22,25 +22,6 @@ DEFAULT_TEST_SPEAKERS = ("s1", "s2", "s20", "s22")
 # utterances of seen speakers).
 DEFAULT_VAL_EVERY = 20
 
-_DESCRIPTION = """
-The GRID corpus (Cooke et al., 2006): 34 speakers x 1000 six-word sentences
-("bin blue at f two now"), frontal video at 25 fps (360x288, MPEG-1).
-
-Each example is one utterance: every frame's face aligned to a canonical
-template with one similarity transform for the whole clip (dlib HOG + 68-point
-landmarks, largest face, short detection gaps interpolated), stored as JPEG,
-plus the audio at 16 kHz mono, the words with their times, the 68 landmarks
-in crop pixels, and the speaker and utterance ids.
-
-Splits are speaker-disjoint: `test` holds unseen speakers (LipNet's s1, s2,
-s20, s22 by default; override with the `test_speakers` builder argument),
-`train` the other speakers, and `val` every 20th utterance of the training
-speakers. The metadata records the test speakers and the skipped clips.
-
-The same builder reads a synthetic corpus written in GRID's Zenodo layout;
-its `<id>.gt.json` ground truth (mouth opening, blinks) fills
-`mouth_open_gt`/`blink_gt` and sets `has_ground_truth`.
-"""
 
 
 @dataclasses.dataclass
@@ -78,6 +59,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       _config(256, "full resolution"),
   ]
   DEFAULT_CONFIG_NAME = "crop128"
+  DEFAULT_TEST_SPEAKERS = DEFAULT_TEST_SPEAKERS
+  HOMEPAGE = "https://spandh.dcs.shef.ac.uk/gridcorpus/"
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
   Download GRID into `manual_dir` from either source, zipped or extracted:
   * Sheffield (https://spandh.dcs.shef.ac.uk/gridcorpus/): for each speaker N
@@ -95,29 +78,26 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     num_workers (processes for face alignment), then the usual builder args."""
     super().__init__(**kwargs)
     self.test_speakers = tuple(test_speakers if test_speakers is not None
-                               else DEFAULT_TEST_SPEAKERS)
+                               else self.DEFAULT_TEST_SPEAKERS)
     self.val_every = int(val_every)
     self.num_workers = int(num_workers)
     self.skips = grid_layout.SkipLog()
 
   def _info(self) -> tfds.core.DatasetInfo:
+    # The description and citation come from README.md and CITATIONS.bib.
     return self.dataset_info_from_configs(
-        description=_DESCRIPTION,
         features=clip_example.features(),
         supervised_keys=None,
-        homepage="https://spandh.dcs.shef.ac.uk/gridcorpus/",
+        homepage=self.HOMEPAGE,
         metadata=tfds.core.MetadataDict(),
     )
 
   def _find_utterances(self, manual_dir: str):
     return grid_layout.find_utterances(manual_dir, self.skips)
 
-  def _words_fn(self):
-    return words_of
-
   def _clip_options(self) -> clip_example.ClipOptions:
     return clip_example.ClipOptions(crop=self.builder_config.crop,
-                                    words_fn=self._words_fn())
+                                    words_fn=words_of)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     utterances = self._find_utterances(str(dl_manager.manual_dir))
