@@ -158,11 +158,12 @@ def speaker_number(speaker: str) -> int:
   return int(m.group(1))
 
 
-def list_files(root: str) -> list[FileRef]:
+def list_files(root: str, skips: SkipLog | None = None) -> list[FileRef]:
   """Every file under root, looking inside .zip and .tar archives too.
 
   Archives are opened once here to list them; members of uncompressed tars
-  get their data offset so they can be read later without a scan.
+  get their data offset so they can be read later without a scan. An archive
+  that cannot be opened is skipped (and counted in `skips`).
   """
   refs = []
   for dirpath, dirnames, filenames in os.walk(root):
@@ -183,7 +184,8 @@ def list_files(root: str) -> list[FileRef]:
                                 m.size) for m in tf.getmembers() if m.isfile())
           continue
       except (zipfile.BadZipFile, tarfile.TarError, OSError) as e:
-        logging.warning("skipping unreadable archive %s: %s", path, e)
+        (skips if skips is not None else SkipLog()).skip(
+            path, "unreadable archive", str(e))
         continue
       refs.append(FileRef(None, path, -1, -1))
   return refs
@@ -324,7 +326,7 @@ def find_utterances(manual_dir: str, skips: SkipLog | None = None
     raise LayoutError(f"GRID manual_dir {manual_dir!r} is not a folder; download"
                       f" GRID into it: {EXPECTED_ARCHIVES}")
   files = {"video": {}, "audio": {}, "align": {}, "gt": {}}
-  for ref in list_files(manual_dir):
+  for ref in list_files(manual_dir, skips):
     kind = _kind(ref)
     if kind is None:
       continue

@@ -151,7 +151,7 @@ def find_utterances(manual_dir: str, skips: SkipLog | None = None
     raise LayoutError(f"Lombard GRID manual_dir {manual_dir!r} is not a folder;"
                       f" download into it {EXPECTED_ARCHIVES}")
   videos, audios, aligns, gts = {}, {}, {}, {}
-  for ref in grid_layout.list_files(manual_dir):
+  for ref in grid_layout.list_files(manual_dir, skips):
     name = ref.name
     lower = name.lower()
     folders = ref.member.replace("\\", "/").lower().split("/")[:-1]
