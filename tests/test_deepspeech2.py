@@ -1,0 +1,126 @@
+"""Tests of the DeepSpeech2-style audio encoder and the CTC vocabulary."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl import logging
+from clu import parameter_overview
+
+from a2v_jax import losses
+from a2v_jax.models import deepspeech2
+from a2v_jax.models import vocab
+
+TINY = dict(conv_features=(4, 8), rnn_hidden=16, rnn_layers=2)
+
+
+def _windows(batch, frames, coeffs=13, seed=0):
+  rng = np.random.default_rng(seed)
+  return jnp.asarray(rng.normal(size=(batch, frames, 20, coeffs)) * 10 - 5,
+                     jnp.float32)
+
+
+def test_default_config_shapes_and_parameter_count():
+  model = deepspeech2.create_model()
+  (windows,) = deepspeech2.make_example_inputs(2, 75)
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), windows)
+  feats, logits = jax.eval_shape(model.apply, variables, windows)
+  assert feats.shape == (2, 75, 256) and feats.dtype == jnp.float32
+  assert logits.shape == (2, 75, vocab.VOCAB_SIZE)
+  parameter_overview.log_parameter_overview(
+      variables["params"], include_stats=False, msg="DeepSpeech2 default")
+  count = parameter_overview.count_parameters(variables["params"])
+  logging.info("DeepSpeech2 default parameters: %d", count)
+  assert 1_000_000 < count < 10_000_000
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  """(model, variables, jitted apply(variables, windows, paddings))."""
+  model = deepspeech2.DeepSpeech2(**TINY, dropout_rate=0.1)
+  variables = jax.jit(model.init)(jax.random.PRNGKey(0), _windows(1, 10))
+  apply = jax.jit(lambda v, x, p: model.apply(v, x, paddings=p))
+  return model, variables, apply
+
+
+def test_batch_of_one_equals_item_in_batch_of_four(tiny):
+  _, variables, apply = tiny
+  windows = _windows(4, 10)
+  feats4, logits4 = apply(variables, windows, jnp.zeros((4, 10)))
+  feats1, logits1 = apply(variables, windows[2:3], jnp.zeros((1, 10)))
+  assert feats4.shape == (4, 10, 16) and logits4.shape == (4, 10, 29)
+  np.testing.assert_allclose(feats1[0], feats4[2], atol=1e-5)
+  np.testing.assert_allclose(logits1[0], logits4[2], atol=1e-5)
+
+
+def test_padded_frames_do_not_leak_into_valid_frames(tiny):
+  _, variables, apply = tiny
+  windows = _windows(4, 10)
+  paddings = jnp.zeros((4, 10)).at[1, 7:].set(1.0)
+  feats4, _ = apply(variables, windows, paddings)
+  # Same clip, other junk in its padded tail: the reverse GRU must start at
+  # frame 6 and the normalisation statistics must skip the tail.
+  junk = windows[1:2].at[:, 7:].set(_windows(1, 3, seed=5) * 50)
+  feats1, _ = apply(variables, junk, paddings[1:2])
+  np.testing.assert_allclose(feats1[0, :7], feats4[1, :7], atol=1e-5)
+  unpadded, _ = apply(variables, windows[1:2], jnp.zeros((1, 10)))
+  assert not np.allclose(unpadded[0, :7], feats4[1, :7], atol=1e-3)
+
+
+def test_log_mel_windows_are_accepted():
+  model = deepspeech2.DeepSpeech2(**TINY)
+  windows = jnp.zeros((2, 5, 20, 40))
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), windows)
+  feats, logits = jax.eval_shape(model.apply, variables, windows)
+  assert feats.shape == (2, 5, 16) and logits.shape == (2, 5, 29)
+
+
+def test_ctc_gradients_are_finite_and_nonzero(tiny):
+  model, variables, _ = tiny
+  windows = _windows(2, 10)
+  labels, label_paddings = vocab.encode_batch(["bin blue", "at"])
+
+  @jax.jit
+  def loss_and_grad(params):
+    def loss_fn(params):
+      _, logits = model.apply({"params": params}, windows, train=True,
+                              rngs={"dropout": jax.random.PRNGKey(3)})
+      return losses.ctc_loss(logits, labels, label_paddings)[0]
+    return jax.value_and_grad(loss_fn)(params)
+
+  loss, grads = loss_and_grad(variables["params"])
+  leaves = jax.tree_util.tree_leaves(grads)
+  assert np.isfinite(float(loss)) and float(loss) > 0
+  assert all(np.all(np.isfinite(g)) for g in leaves)
+  assert all(float(jnp.abs(g).sum()) > 0 for g in leaves)
+
+
+def test_rejects_a_missing_window_axis():
+  model = deepspeech2.DeepSpeech2(**TINY)
+  with pytest.raises(ValueError, match="mfcc_windows"):
+    model.init(jax.random.PRNGKey(0), jnp.zeros((2, 20, 13)))
+
+
+def test_vocab_round_trip_and_errors():
+  ids = vocab.encode_text("  Bin BLUE at  f two now ")
+  assert vocab.decode_ids(ids) == "bin blue at f two now"
+  assert vocab.CHARACTERS[0] == vocab.BLANK and vocab.VOCAB_SIZE == 29
+  assert vocab.encode_text("don't").tolist()[3] == 28
+  with pytest.raises(vocab.VocabError, match="outside the CTC vocabulary"):
+    vocab.encode_text("set 9")
+  with pytest.raises(vocab.VocabError, match="max_length"):
+    vocab.encode_batch(["abcdef"], max_length=3)
+  labels, pad = vocab.encode_batch(["ab", "a"])
+  assert labels.tolist() == [[2, 3], [2, 0]]
+  assert pad.tolist() == [[0, 0], [0, 1]]
+
+
+def test_greedy_decode_collapses_repeats_and_drops_blanks():
+  # Path "a a _ a b b _ _" -> "aab"; the padded tail would add "z".
+  path = [2, 2, 0, 2, 3, 3, 0, 0, 27]
+  logits = np.full((1, len(path), vocab.VOCAB_SIZE), -5.0, np.float32)
+  logits[0, np.arange(len(path)), path] = 5.0
+  paddings = np.zeros((1, len(path)), np.float32)
+  paddings[0, -1] = 1.0
+  assert vocab.decode_greedy(logits, paddings) == ["aab"]
+  assert vocab.decode_greedy(logits) == ["aabz"]
