@@ -3,16 +3,20 @@
 Shared by the GRID and Lombard GRID builders. The heavy part, face detection
 and alignment, runs in a pool of worker processes (one dlib detector each);
 results come back in order, so a build is deterministic whatever the number
-of workers. Every failure is caught and reported as a skip with its reason:
+of workers. Examples wait in an `ExampleCache` on disk until TFDS writes them. Every failure is caught and reported as a skip with its reason:
 a bad file never stops a build.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import multiprocessing
+import os
+import pickle
+import shutil
 import tempfile
-from typing import Callable, Iterator
+from typing import Callable
 
 from absl import logging
 import cv2
@@ -207,24 +211,61 @@ def example_key(utt: grid_layout.Utterance) -> str:
   return f"{utt.speaker}_{utt.utterance}"
 
 
-def generate_examples(utterances: list[grid_layout.Utterance],
-                      options: ClipOptions,
-                      num_workers: int,
-                      skips: grid_layout.SkipLog,
-                      desc: str = "clips",
-                      ) -> Iterator[tuple[str, dict]]:
-  """Yields (key, example) for every usable utterance, in input order.
+class ExampleCache:
+  """Processed examples, pickled to a scratch folder until TFDS writes them.
+
+  Clips are processed before the splits are assigned, so that a split never
+  ends up empty because all its clips were skipped (TFDS cannot write an
+  empty split). The folder is removed when emptied, or at exit.
+  """
+
+  def __init__(self, parent: str | None = None):
+    if parent:
+      os.makedirs(parent, exist_ok=True)
+    self.dir = tempfile.mkdtemp(prefix="a2v_examples_", dir=parent or None)
+    atexit.register(self.cleanup)
+
+  def _path(self, key: str) -> str:
+    return os.path.join(self.dir, f"{key}.pkl")
+
+  def put(self, key: str, example: dict) -> None:
+    with open(self._path(key), "wb") as f:
+      pickle.dump(example, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+  def pop(self, key: str) -> dict:
+    path = self._path(key)
+    with open(path, "rb") as f:
+      example = pickle.load(f)
+    os.remove(path)
+    return example
+
+  def cleanup(self, only_if_empty: bool = False) -> None:
+    if os.path.isdir(self.dir) and not (only_if_empty and os.listdir(self.dir)):
+      shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def process_clips(utterances: list[grid_layout.Utterance],
+                  options: ClipOptions,
+                  num_workers: int,
+                  skips: grid_layout.SkipLog,
+                  cache: ExampleCache,
+                  desc: str = "clips") -> list[grid_layout.Utterance]:
+  """Processes every utterance into `cache` (key: example_key(utt)).
 
   Args:
     utterances: what to process.
     options: how.
     num_workers: worker processes; 1 processes in this process.
     skips: receives each skipped clip with its reason.
+    cache: where the examples go.
     desc: progress-bar label.
+
+  Returns:
+    the utterances that gave an example, in input order.
   """
   jobs = [(u, options) for u in utterances]
-  bar = tqdm.tqdm(total=len(jobs), desc=desc, unit="clip", dynamic_ncols=True,
-                  disable=None)
+  done = []
+  bar = tqdm.tqdm(total=len(jobs), desc=desc, unit="clip", dynamic_ncols=True)
   if num_workers <= 1 or len(jobs) <= 1:
     _init_worker(options.upsample, options.detect_width)
     results = map(_process, jobs)
@@ -241,9 +282,11 @@ def generate_examples(utterances: list[grid_layout.Utterance],
       if skipped is not None:
         skips.skip(utt.video, *skipped)
         continue
-      yield example_key(utt), example
+      cache.put(example_key(utt), example)
+      done.append(utt)
   finally:
     bar.close()
     if pool is not None:
       pool.terminate()
       pool.join()
+  return done

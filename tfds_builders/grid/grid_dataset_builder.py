@@ -101,27 +101,36 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     utterances = self._find_utterances(str(dl_manager.manual_dir))
-    splits = grid_layout.assign_splits(utterances, self.test_speakers,
-                                       self.val_every)
+    # Process every clip first, then split only the clips that worked, so a
+    # split is never emptied by skips.
+    cache = clip_example.ExampleCache(self.data_dir_root)
+    done = clip_example.process_clips(
+        utterances, self._clip_options(), self.num_workers, self.skips, cache,
+        desc=f"{self.name}/{self.builder_config.name}")
+    logging.info("%s: %d of %d clips usable; %s", self.name, len(done),
+                 len(utterances), self.skips.summary())
+    splits = grid_layout.assign_splits(done, self.test_speakers, self.val_every)
     if not splits["train"]:
-      speakers = sorted({u.speaker for u in utterances},
-                        key=grid_layout.speaker_number)
+      cache.cleanup()
+      speakers = sorted({u.speaker for u in done}, key=grid_layout.speaker_number)
+      if not speakers:
+        raise grid_layout.LayoutError(
+            f"all {len(utterances)} clips were skipped ({self.skips.summary()})")
       raise grid_layout.LayoutError(
-          f"every speaker found ({', '.join(speakers)}) is a test speaker, so"
+          f"every usable speaker ({', '.join(speakers)}) is a test speaker, so"
           " train would be empty; pass fewer test_speakers (e.g."
           f" --test_speakers={speakers[-1]})")
     self.info.metadata["test_speakers"] = list(self.test_speakers)
     self.info.metadata["val_every"] = self.val_every
-    logging.info("%s: %s", self.name, {k: len(v) for k, v in splits.items()})
-    return {name: self._generate_examples(utts, name)
+    self.info.metadata["skipped"] = dict(self.skips.counts)
+    logging.info("%s splits: %s", self.name,
+                 {k: len(v) for k, v in splits.items()})
+    return {name: self._generate_examples(utts, cache)
             for name, utts in splits.items() if utts}
 
-  def _generate_examples(self, utterances, split_name: str = "train"):
-    """Yields (key, example); skipped clips are logged and counted."""
-    skips = grid_layout.SkipLog()
-    yield from clip_example.generate_examples(
-        utterances, self._clip_options(), self.num_workers, skips,
-        desc=f"{self.name}/{self.builder_config.name} {split_name}")
-    self.skips.update(skips)
-    logging.info("%s %s: %s", self.name, split_name, skips.summary())
-    self.info.metadata["skipped"] = dict(self.skips.counts)
+  def _generate_examples(self, utterances, cache):
+    """Yields (key, example) from the processed clips."""
+    for utt in utterances:
+      key = clip_example.example_key(utt)
+      yield key, cache.pop(key)
+    cache.cleanup(only_if_empty=True)
