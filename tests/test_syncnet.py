@@ -1,0 +1,105 @@
+"""Tests of the SyncNet synchronisation discriminator."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl import logging
+from clu import parameter_overview
+
+from a2v_jax import losses
+from a2v_jax.models import syncnet
+
+
+def _log_count(name, params):
+  parameter_overview.log_parameter_overview(params, include_stats=False,
+                                            msg=name)
+  count = parameter_overview.count_parameters(params)
+  logging.info("%s parameters: %d", name, count)
+  return count
+
+
+@pytest.mark.parametrize("crop", [128, 256])
+def test_lower_half_crops_and_resizes(crop):
+  frames = jnp.zeros((2, 5, crop, crop, 3)).at[..., crop // 2:, :, :].set(1.0)
+  out = syncnet.lower_half(frames, (64, 128))
+  assert out.shape == (2, 5, 64, 128, 3) and out.dtype == jnp.float32
+  np.testing.assert_allclose(out, 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("crop", [128, 256])
+def test_output_shapes_at_both_crop_sizes(crop):
+  hw = (crop // 2, crop)  # Lower half at the crop's own resolution.
+  model = syncnet.SyncNet(input_hw=hw)
+  inputs = syncnet.make_example_inputs(2, hw)
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), *inputs)
+  video, audio = jax.eval_shape(model.apply, variables, *inputs)
+  assert video.shape == audio.shape == (2, 1024)
+  _log_count(f"SyncNet {hw}", variables["params"])
+
+
+def test_paper_size_matches_syncnet_python_maps():
+  model = syncnet.SyncNet(input_hw=(224, 224))
+  inputs = syncnet.make_example_inputs(1, (224, 224))
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0), *inputs)["params"]
+  # fc6 spans 6x6 (video) and 5x4 (audio) maps, as in syncnet_python.
+  assert params["video_stream"]["fc6"]["kernel"].shape == (6, 6, 256, 512)
+  assert params["audio_stream"]["fc6"]["kernel"].shape == (5, 4, 256, 512)
+  assert params["video_stream"]["conv1"]["kernel"].shape == (5, 7, 7, 3, 96)
+  count = _log_count("SyncNet 224x224", params)
+  # Same sizes as syncnet_python's S (BatchNorm scale/bias -> GroupNorm).
+  assert 13_000_000 < count < 14_000_000
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  model = syncnet.SyncNet(input_hw=(56, 64), width=0.125, embed_dim=32)
+  inputs = syncnet.make_example_inputs(4, (56, 64))
+  variables = jax.jit(model.init)(jax.random.PRNGKey(0), *inputs)
+  return model, variables, inputs
+
+
+def test_batch_of_one_equals_item_in_batch_of_four(tiny):
+  model, variables, (faces, mfcc) = tiny
+  apply = jax.jit(model.apply)
+  video4, audio4 = apply(variables, faces, mfcc)
+  video1, audio1 = apply(variables, faces[3:], mfcc[3:])
+  np.testing.assert_allclose(video1[0], video4[3], atol=1e-5)
+  np.testing.assert_allclose(audio1[0], audio4[3], atol=1e-5)
+  embed_audio = jax.jit(lambda v, m: model.apply(v, m, method="embed_audio"))
+  np.testing.assert_allclose(embed_audio(variables, mfcc), audio4,
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_contrastive_gradients_are_finite(tiny):
+  model, variables, (faces, mfcc) = tiny
+  labels = jnp.array([1.0, 0.0, 1.0, 0.0])
+
+  @jax.jit
+  def grads(params):
+    def loss_fn(params):
+      v, a = model.apply({"params": params}, faces, mfcc)
+      return losses.contrastive_loss(v, a, labels, margin=20.0)[0]
+    return jax.grad(loss_fn)(params)
+
+  leaves = jax.tree_util.tree_leaves(grads(variables["params"]))
+  assert all(np.all(np.isfinite(g)) for g in leaves)
+  assert sum(float(jnp.abs(g).sum()) for g in leaves) > 0
+
+
+def test_bad_shapes_are_rejected_with_the_fix():
+  model = syncnet.SyncNet(input_hw=(64, 128))
+  faces, mfcc = syncnet.make_example_inputs(1, (64, 64))
+  with pytest.raises(syncnet.SyncNetInputError, match="lower_half"):
+    jax.eval_shape(model.init, jax.random.PRNGKey(0), faces, mfcc)
+  small = syncnet.SyncNet(input_hw=(48, 96))
+  faces, mfcc = syncnet.make_example_inputs(1, (48, 96))
+  with pytest.raises(syncnet.SyncNetInputError, match="at least 51x51"):
+    jax.eval_shape(small.init, jax.random.PRNGKey(0), faces, mfcc)
+
+
+def test_sync_distance():
+  v = jnp.array([[0.0, 0.0], [3.0, 4.0]])
+  a = jnp.zeros((2, 2))
+  np.testing.assert_allclose(syncnet.sync_distance(v, a), [0.0, 5.0],
+                             atol=1e-5)
