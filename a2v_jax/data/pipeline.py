@@ -18,8 +18,14 @@ reads its own disjoint shard. The iterator state is checkpointable with
 `iterator.get_state()` / `iterator.set_state(state)`; the same seed gives the
 same batches. Clips shorter than `num_frames` are skipped (logged).
 
-With `worker_count > 0` grain starts worker processes that re-parse absl
-flags, so a program that uses workers must run under `absl.app.run(main)`.
+With `worker_count > 0` grain starts worker processes and reads its absl flags
+(--grain_*), so run programs under `absl.app.run(main)`. Outside it (pytest, a
+notebook) `create_loader` marks the absl flags as parsed, with their defaults,
+and logs a warning.
+
+Cost per example: one full record read (all JPEG bytes and the audio of the
+clip), T + 1 JPEG decodes and the MFCCs of T windows; 'other_utterance' reads a
+second record. `benchmarks/loader.py` measures it.
 """
 
 from __future__ import annotations
@@ -80,14 +86,26 @@ def _as_key(value: Any) -> Any:
 
 
 def build_speaker_index(source: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-  """Maps each speaker to the record keys of its clips (reads every record once).
+  """Maps each speaker to the record keys of its clips.
+
+  Reads every record once (in chunks, through `__getitems__` where the source
+  has it, as TFDS sources do); on a large corpus pass the result to
+  `create_loader(speaker_index=...)` instead of rebuilding it each run.
 
   Returns:
     {speaker: int64 [n] sorted record keys}.
   """
   groups: dict[str, list[int]] = {}
-  for key in range(len(source)):
-    groups.setdefault(_as_key(source[key]["speaker"]), []).append(key)
+  num_records = len(source)
+  get_many = getattr(source, "__getitems__", None)
+  chunk = 256
+  for lo in range(0, num_records, chunk):
+    keys = list(range(lo, min(lo + chunk, num_records)))
+    records = get_many(keys) if get_many is not None else [source[k] for k in keys]
+    for key, record in zip(keys, records):
+      groups.setdefault(_as_key(record["speaker"]), []).append(key)
+    if lo and lo % (chunk * 40) == 0:
+      logging.info("speaker index: %d / %d records read.", lo, num_records)
   logging.info("speaker index: %d speakers over %d records.", len(groups), len(source))
   return {speaker: np.asarray(keys, np.int64) for speaker, keys in groups.items()}
 
