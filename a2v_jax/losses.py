@@ -39,6 +39,12 @@ def _as_scales(outputs: Any) -> list[list[jax.Array]]:
   return [[outputs]]
 
 
+def _safe_sqrt(x: jax.Array) -> jax.Array:
+  """sqrt with value 0 and gradient 0 (not NaN) at x = 0."""
+  positive = x > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
 def _mean(x: jax.Array) -> jax.Array:
   return jnp.mean(x.astype(jnp.float32))
 
@@ -218,8 +224,8 @@ def lower_half_l1_loss(real: jax.Array, fake: jax.Array) -> tuple[jax.Array,
 
 # ---------------------------------------------------------------- sync, eyes
 def contrastive_loss(video_emb: jax.Array, audio_emb: jax.Array,
-                     labels: jax.Array, margin: float = 1.0,
-                     eps: float = 1e-12) -> tuple[jax.Array, Parts]:
+                     labels: jax.Array, margin: float = 1.0
+                     ) -> tuple[jax.Array, Parts]:
   """SyncNet contrastive loss (§4.1.5, Chung & Zisserman 2016).
 
   L = 1/(2N) sum_n y_n d_n^2 + (1 - y_n) max(margin - d_n, 0)^2,
@@ -240,7 +246,7 @@ def contrastive_loss(video_emb: jax.Array, audio_emb: jax.Array,
   y = jnp.asarray(labels, jnp.float32).reshape(video_emb.shape[:1])
   d_sq = jnp.sum(jnp.square(video_emb.astype(jnp.float32)
                             - audio_emb.astype(jnp.float32)), axis=-1)
-  d = jnp.sqrt(d_sq + eps)
+  d = _safe_sqrt(d_sq)
   n2 = 2.0 * video_emb.shape[0]
   genuine = jnp.sum(y * d_sq) / n2
   false = jnp.sum((1.0 - y) * jnp.square(jax.nn.relu(margin - d))) / n2

@@ -31,9 +31,11 @@ EYE_INDICES = tuple(range(36, 48))
 NUM_EYE_POINTS = len(EYE_INDICES)  # 12
 
 
-def _safe_norm(v: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """Euclidean norm over the last axis with a finite gradient at 0."""
-  return jnp.sqrt(jnp.sum(jnp.square(v), axis=-1) + eps)
+def _safe_norm(v: jax.Array) -> jax.Array:
+  """Euclidean norm over the last axis; value 0 and gradient 0 at v = 0."""
+  sq = jnp.sum(jnp.square(v), axis=-1)
+  positive = sq > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 
 
 def eye_aspect_ratio(points: jax.Array, eps: float = 1e-6) -> jax.Array:

@@ -191,10 +191,12 @@ class SyncNet(nn.Module):
     return self.embed_video(lower_faces), self.embed_audio(mfcc)
 
 
-def sync_distance(video_emb: jax.Array, audio_emb: jax.Array,
-                  eps: float = 1e-12) -> jax.Array:
-  """Euclidean distance d = ||v - a||_2 per pair: [B, E] x2 -> [B]."""
-  return jnp.sqrt(jnp.sum(jnp.square(video_emb - audio_emb), axis=-1) + eps)
+def sync_distance(video_emb: jax.Array, audio_emb: jax.Array) -> jax.Array:
+  """Euclidean distance d = ||v - a||_2 per pair: [B, E] x2 -> [B].
+
+  For scoring (e.g. offset search); no gradient is needed here.
+  """
+  return jnp.linalg.norm(video_emb - audio_emb, axis=-1)
 
 
 def default_config() -> ml_collections.ConfigDict:
