@@ -27,13 +27,14 @@ import functools
 
 import cv2
 import numpy as np
+import scipy.ndimage
 
 # The face (jaw 0 to jaw 16) spans this fraction of the frame height, and its
 # landmark centroid sits at this height: GRID-like head-and-shoulders framing.
 FACE_WIDTH_FRACTION = 0.42
 FACE_CENTER_Y = 0.55
 # Widest jaw drop (inner-lip gap) as a fraction of the mouth width.
-MAX_OPEN_FRACTION = 0.36
+MAX_OPEN_FRACTION = 0.5
 # Largest relative change of the mouth width for spread / rounded visemes.
 MAX_WIDTH_CHANGE = 0.12
 
@@ -157,29 +158,35 @@ def _smoothstep(x):
   return x * x * (3.0 - 2.0 * x)
 
 
+def _tps_kernel(a, b):
+  d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+  return np.where(d2 > 0, d2 * np.log(np.maximum(d2, 1e-12)), 0.0)
+
+
 def _tps_backward_map(dst, src, height, width, step=4):
-  """Thin-plate-spline map from output pixels (dst control points) to source."""
+  """Thin-plate-spline map from output pixels (dst control points) to source.
+
+  Solved on a grid every `step` px and upsampled (the map is smooth).
+
+  Returns:
+    (map_x, map_y) float32 [H, W] for cv2.remap.
+  """
   dst = dst.astype(np.float64)
   src = src.astype(np.float64)
   n = len(dst)
-
-  def kernel(a, b):
-    d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
-    return np.where(d2 > 0, d2 * np.log(np.maximum(d2, 1e-12)), 0.0)
-
   system = np.zeros((n + 3, n + 3))
-  system[:n, :n] = kernel(dst, dst) + 1e-3 * np.eye(n)
+  system[:n, :n] = _tps_kernel(dst, dst) + 1e-3 * np.eye(n)
   system[:n, n] = 1.0
   system[:n, n + 1:] = dst
   system[n, :n] = 1.0
   system[n + 1:, :n] = dst.T
   rhs = np.zeros((n + 3, 2))
   rhs[:n] = src
-  with _one_blas_thread():
-    coef = np.linalg.solve(system, rhs)
   gy, gx = np.mgrid[0:height + step:step, 0:width + step:step].astype(np.float64)
   pts = np.stack([gx.ravel(), gy.ravel()], -1)
-  out = kernel(pts, dst) @ coef[:n] + coef[n] + pts @ coef[n + 1:]
+  with _one_blas_thread():
+    coef = np.linalg.solve(system, rhs)
+    out = _tps_kernel(pts, dst) @ coef[:n] + coef[n] + pts @ coef[n + 1:]
   coarse = out.reshape(gy.shape + (2,)).astype(np.float32)
   full = cv2.resize(coarse, (coarse.shape[1] * step, coarse.shape[0] * step),
                     interpolation=cv2.INTER_LINEAR)[:height, :width]
@@ -315,12 +322,65 @@ def _polyline(points, idx):
   return pts[order, 0].astype(np.float32), pts[order, 1].astype(np.float32)
 
 
-def _mouth_fields(points, height, width):
+def _inner_lips(image, points):
+  """Where the lips end and teeth (or mouth interior) begin, per column.
+
+  dlib's inner-lip points are coarse on a toothy smile, so the lip edges are
+  found from colour: lips are redder (Lab a*) than teeth and the mouth interior.
+
+  Returns:
+    (cols float32 [K], upper float32 [K], gap float32 [K]): the lower edge of the
+    upper lip and the height of the visible teeth band, from corner to corner.
+  """
+  top_x, top_y = _polyline(points, (48, 49, 50, 51, 52, 53, 54))
+  bot_x, bot_y = _polyline(points, (48, 59, 58, 57, 56, 55, 54))
+  up_x, up_y = _polyline(points, (48, 60, 61, 62, 63, 64, 54))
+  lo_x, lo_y = _polyline(points, (48, 60, 67, 66, 65, 64, 54))
+  cols = np.arange(np.ceil(points[48, 0]), np.floor(points[54, 0]) + 1, dtype=np.float32)
+  top = np.interp(cols, top_x, top_y)
+  bot = np.interp(cols, bot_x, bot_y)
+  up0 = np.interp(cols, up_x, up_y)
+  lo0 = np.interp(cols, lo_x, lo_y)
+  redness = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)[..., 1]
+  height = image.shape[0]
+
+  def sample(ys):
+    yi = np.clip(np.round(ys).astype(int), 0, height - 1)
+    return redness[yi, cols.astype(int)]
+
+  lip_a = np.median(np.concatenate([sample((top + up0) / 2), sample((lo0 + bot) / 2)]))
+  inner = [sample(up0 + f * (lo0 - up0)) for f in (0.3, 0.5, 0.7)]
+  inner_a = np.median(np.concatenate(inner)[np.repeat(lo0 - up0 > 1.5, 3)]) \
+      if np.any(lo0 - up0 > 1.5) else lip_a - 20.0
+  threshold = min((lip_a + inner_a) / 2, lip_a - 5.0)
+  upper = up0.copy()
+  lower = up0.copy()
+  for k, c in enumerate(cols.astype(int)):
+    # Search from mid upper lip to mid lower lip, away from the skin.
+    y0 = max(int(np.floor((top[k] + up0[k]) / 2)), 0)
+    y1 = int(np.ceil((lo0[k] + bot[k]) / 2)) + 1
+    inside = np.nonzero(redness[y0:min(y1, height), c] < threshold)[0]
+    if len(inside):
+      # The first run of non-lip pixels (a 1 px break is allowed).
+      breaks = np.nonzero(np.diff(inside) > 2)[0]
+      end = inside[breaks[0]] if len(breaks) else inside[-1]
+      upper[k] = y0 + inside[0]
+      lower[k] = y0 + end + 1
+  smooth = lambda a: cv2.GaussianBlur(
+      scipy.ndimage.median_filter(a.astype(np.float32), 9, mode="nearest")[None],
+      (0, 0), 1.0)[0]
+  upper = np.clip(smooth(upper), (top + up0) / 2, np.maximum((up0 + lo0) / 2, up0))
+  lower = np.clip(smooth(lower), upper, bot)
+  # Corners: the lips meet.
+  taper = np.clip(np.minimum(cols - cols[0], cols[-1] - cols) / 2.0, 0.0, 1.0)
+  upper = np.where(taper < 1, up0 + (upper - up0) * taper, upper)
+  return cols, upper.astype(np.float32), ((lower - upper) * taper).astype(np.float32)
+
+
+def _mouth_fields(image, points, height, width):
   """Jaw-drop and width fields plus the lip line and teeth band."""
   ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-  lip_x, lip_y = _polyline(points, (48, 60, 61, 62, 63, 64, 54))
-  low_x, low_y = _polyline(points, (48, 60, 67, 66, 65, 64, 54))
-  gap = np.maximum(np.interp(lip_x, low_x, low_y) - lip_y, 0.0).astype(np.float32)
+  lip_x, lip_y, gap = _inner_lips(image, points)
   line = np.interp(xs, lip_x, lip_y).astype(np.float32)
   v = ys - line
   cx = (points[48, 0] + points[54, 0]) / 2
@@ -434,7 +494,8 @@ def build_speaker(index: int, height: int, width: int, seed: int = 0,
   else:
     raise FaceRenderError(f"could not build a detectable face for speaker {index + 1}"
                           f" at {width}x{height}; use a larger frame size")
-  open_field, width_field, lip_x, lip_y, gap, max_open = _mouth_fields(found, height, width)
+  open_field, width_field, lip_x, lip_y, gap, max_open = _mouth_fields(
+      face, found, height, width)
   closed = _close_mouth(face, found, lip_x, lip_y, gap)
   lids = _eyelids(found, height, width)
   pad = int(max_open) + 4
@@ -465,10 +526,12 @@ def _paint_cavity(frame, face: SpeakerFace, map_x, map_y, drop):
   if not alpha.any():
     return
   below = np.maximum(below, 0.0)
-  teeth_h = np.interp(mx, face.gap_x, face.gap).astype(np.float32) * 0.9
+  opening = np.maximum(below + remaining, 1.0)
+  # Upper teeth show in the top part of the opening only, as in real mouths.
+  teeth_h = np.minimum(np.interp(mx, face.gap_x, face.gap).astype(np.float32) * 0.9,
+                       0.3 * opening)
   teeth = cv2.remap(face.teeth, mx, lip_src + np.minimum(below, teeth_h),
                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
-  opening = np.maximum(below + remaining, 1.0)
   rel = np.clip((below - teeth_h) / np.maximum(opening - teeth_h, 1.0), 0.0, 1.0)
   dark = np.array([48.0, 16.0, 20.0], np.float32)
   tongue = np.array([140.0, 58.0, 62.0], np.float32)
