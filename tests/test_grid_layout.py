@@ -215,6 +215,9 @@ def test_lombard_layout_front_only_and_wrong_files_skipped(tmp_path):
   _write(f"{root}/audio/s2_l_bbaf2n.wav")
   _write(f"{root}/alignment/s2_l_bbaf2n.json", "{}")
   _write(f"{root}/front/s2_l_bbaf2n.gt.json", "{}")
+  _write(f"{root}/front/s3_l_lgiz1s.mov", _mov_bytes(True))
+  _write(f"{root}/json/s3.json", json.dumps([
+      {"SPKR": "s3", "COND": "l", "UTTERANCE": "lgiz1s", "STATUS": "WRONG"}]))
   skips = grid_layout.SkipLog()
   utts = lombard_layout.find_utterances(str(tmp_path), skips)
   assert [(u.speaker, u.utterance) for u in utts] == [("s2", "l_bbaf2n"),
@@ -223,6 +226,7 @@ def test_lombard_layout_front_only_and_wrong_files_skipped(tmp_path):
   assert utts[0].ground_truth is not None and utts[1].audio is None
   assert "front" in utts[0].video.member
   assert lombard_layout.grid_id_of(utts[0]) == "bbaf2n"
-  assert skips.counts == {"_WRONG_ file": 1}
+  assert skips.counts == {"_WRONG_ file": 1,
+                          "take marked WRONG in lombardgrid/json": 1}
   with pytest.raises(grid_layout.LayoutError, match="lombardgrid_front.zip"):
     lombard_layout.find_utterances(str(tmp_path / "nope"))

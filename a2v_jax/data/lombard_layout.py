@@ -13,7 +13,9 @@ lombardgrid_alignment.zip (and lombardgrid_side.zip, unused here). Zipped or
 extracted both work. Only the front view is used. Skipped, with a count:
 
 * files with `_WRONG_` in the name (mislabelled takes kept by the corpus);
-* MOV files with no `moov` atom (known truncated uploads ffmpeg cannot open).
+* MOV files with no `moov` atom (known truncated uploads ffmpeg cannot open);
+* takes whose STATUS in the per-speaker `lombardgrid/json/s{N}.json` says
+  WRONG.
 
 The alignment JSON maps the utterance name to a list of phones
 {"phone", "offset", "duration"} (seconds); phone labels carry a word-position
@@ -151,6 +153,7 @@ def find_utterances(manual_dir: str, skips: SkipLog | None = None
     raise LayoutError(f"Lombard GRID manual_dir {manual_dir!r} is not a folder;"
                       f" download into it {EXPECTED_ARCHIVES}")
   videos, audios, aligns, gts = {}, {}, {}, {}
+  wrong = set()  # (speaker, "{cond}_{id}") marked WRONG in lombardgrid/json
   for ref in grid_layout.list_files(manual_dir, skips):
     name = ref.name
     lower = name.lower()
@@ -165,6 +168,9 @@ def find_utterances(manual_dir: str, skips: SkipLog | None = None
       kind, stem = "audio", os.path.splitext(name)[0]
     elif lower.endswith(".json") and "alignment" in folders:
       kind, stem = "align", os.path.splitext(name)[0]
+    elif lower.endswith(".json") and "json" in folders:
+      wrong.update(_wrong_takes(ref))
+      continue
     else:
       continue
     if "_wrong_" in lower:
@@ -185,10 +191,28 @@ def find_utterances(manual_dir: str, skips: SkipLog | None = None
                       f" expected {EXPECTED_ARCHIVES}")
   utterances = []
   for key in sorted(videos, key=lambda k: (grid_layout.speaker_number(k[0]), k[1])):
+    if key in wrong:
+      skips.skip(videos[key], "take marked WRONG in lombardgrid/json")
+      continue
     utterances.append(Utterance(
         speaker=key[0], utterance=key[1], video=videos[key],
         audio=audios.get(key), align=aligns.get(key), ground_truth=gts.get(key)))
   return utterances
+
+
+def _wrong_takes(ref: FileRef) -> set[tuple[str, str]]:
+  """Takes a per-speaker lombardgrid/json/s{N}.json file marks as WRONG.
+
+  Rows look like {"SPKR": "s2", "COND": "l", "UTTERANCE": "bbim3a",
+  "STATUS": "CORRECT"}; an unreadable file marks nothing.
+  """
+  try:
+    rows = json.loads(ref.read_bytes())
+    return {(f"s{grid_layout.speaker_number(str(r['SPKR']).lower())}",
+             f"{str(r['COND']).lower()}_{str(r['UTTERANCE']).lower()}")
+            for r in rows if "WRONG" in str(r.get("STATUS", "")).upper()}
+  except (ValueError, KeyError, TypeError, AttributeError):
+    return set()
 
 
 def grid_id_of(utterance: Utterance) -> str:

@@ -16,6 +16,11 @@ import dlib
 import numpy as np
 
 _PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
+# Tracking: the next frame is searched in a square window this many times the
+# previous landmarks' extent, shrunk so that extent is about this many pixels
+# (the HOG detector's window is 80 px; landmarks span a bit less than it).
+_TRACK_WINDOW = 1.8
+_TRACK_FACE_PX = 90.0
 
 
 class LandmarkModelError(ValueError):
@@ -138,22 +143,34 @@ class LandmarkDetector:
     return out
 
   def _detect_near(self, image: np.ndarray, prev: np.ndarray) -> np.ndarray | None:
+    """Detects in a window around the previous face, shrunk so the face is
+    about _TRACK_FACE_PX wide (HOG cost grows with the window's pixels)."""
     height, width = image.shape[:2]
     x0, y0 = prev.min(axis=0)
     x1, y1 = prev.max(axis=0)
     size = max(x1 - x0, y1 - y0)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    left, top = max(int(cx - size), 0), max(int(cy - size), 0)
-    right, bottom = min(int(cx + size), width), min(int(cy + size), height)
+    half = _TRACK_WINDOW * size / 2
+    left, top = max(int(cx - half), 0), max(int(cy - half), 0)
+    right, bottom = min(int(cx + half), width), min(int(cy + half), height)
     if right - left < 32 or bottom - top < 32:
       return None
-    crop = np.ascontiguousarray(image[top:bottom, left:right])
-    rects = self._detector(crop, self.upsample)
+    crop = image[top:bottom, left:right]
+    scale = 1.0
+    if self.upsample == 0 and size > _TRACK_FACE_PX:
+      import cv2  # pylint: disable=g-import-not-at-top
+      scale = size / _TRACK_FACE_PX
+      crop = cv2.resize(crop, (max(round((right - left) / scale), 1),
+                               max(round((bottom - top) / scale), 1)),
+                        interpolation=cv2.INTER_AREA)
+    rects = self._detector(np.ascontiguousarray(crop), self.upsample)
     if not rects:
       return None
     r = max(rects, key=_rect_area)
-    full = dlib.rectangle(r.left() + left, r.top() + top, r.right() + left,
-                          r.bottom() + top)
+    full = dlib.rectangle(round(r.left() * scale) + left,
+                          round(r.top() * scale) + top,
+                          round(r.right() * scale) + left,
+                          round(r.bottom() * scale) + top)
     return _shape_to_array(self._predictor(image, full))
 
 

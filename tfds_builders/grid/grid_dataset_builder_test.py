@@ -21,8 +21,11 @@ from absl.testing import absltest
 
 from tfds_builders.grid import grid_dataset_builder
 
-# dummy_data: speakers s1 and s2, two utterances each; s2 is the test speaker
-# and every 2nd utterance of s1 goes to val.
+# dummy_data (made by `python -m a2v_jax.data.synthetic --speakers=2
+# --utterances=2 --seed=0`, videos re-encoded at a lower bitrate to keep it
+# small; s2's wavs removed so its audio comes from the MPEG's own track):
+# speakers s1 and s2, two utterances each. s2 is the test speaker and every
+# 2nd utterance of s1 goes to val.
 BUILDER_KWARGS = {"test_speakers": ("s2",), "val_every": 2}
 SPLITS = {"train": 1, "val": 1, "test": 2}
 CONFIGS = ["crop64"]

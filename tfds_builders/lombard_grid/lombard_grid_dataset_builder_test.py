@@ -17,9 +17,12 @@ import tensorflow_datasets as tfds
 from tfds_builders.grid import grid_dataset_builder_test
 from tfds_builders.lombard_grid import lombard_grid_dataset_builder
 
-# dummy_data: s1 and s2, plain and Lombard takes of one sentence each, plus
-# s1_l_lgiz1s.mov (no moov atom) and s1_p_lgiz1s_WRONG_.mov (both skipped).
-BUILDER_KWARGS = {"test_speakers": ("s2",), "val_every": 2}
+# dummy_data (made by `python -m a2v_jax.data.synthetic --layout=lombard
+# --speakers=2 --utterances=2 --seed=0`): s2 and s3, one plain and one Lombard
+# take each (s3 without separate wavs: their audio comes from the MOV), plus
+# s3_l_lgiz1s.mov (its moov atom removed) and s3_p_lgiz1s_WRONG_.mov, which
+# must both be skipped. s3 is the test speaker; s2's 2nd take is val.
+BUILDER_KWARGS = {"test_speakers": ("s3",), "val_every": 2}
 SPLITS = {"train": 1, "val": 1, "test": 2}
 CONFIGS = ["crop64"]
 
@@ -60,7 +63,7 @@ class LombardGridBuilderTfFreeTest(absltest.TestCase):
         source = tfds.data_source(f"lombard_grid/{config}", split="test",
                                   data_dir=data_dir)
         self.assertEqual(sorted(source[i]["utterance"] for i in range(2)),
-                         [b"l_bbaf2n", b"p_bbaf2n"])
+                         [b"l_sraz7a", b"p_bgwv0p"])
 
 
 if __name__ == "__main__":
