@@ -155,20 +155,49 @@ def build_fake_dataset(data_dir: str, crop: int, num_clips: int):
   return tfds.builder_from_directory(builder.data_dir).as_data_source(split="train")
 
 
-def time_loader(source, workers: int) -> tuple[float, float]:
-  """Returns (examples/s, frames/s) over the timed batches."""
+def _descendants(pid: int) -> list[int]:
+  """pid and every process below it (grain workers and their helpers), from /proc."""
+  out, todo = [], [pid]
+  while todo:
+    p = todo.pop()
+    out.append(p)
+    try:
+      for task in os.listdir(f"/proc/{p}/task"):
+        with open(f"/proc/{p}/task/{task}/children") as f:
+          todo += [int(c) for c in f.read().split()]
+    except OSError:
+      pass
+  return out
+
+
+def _cpu_seconds() -> float:
+  """CPU time (user + system) of this process and its descendants, from /proc."""
+  ticks = os.sysconf("SC_CLK_TCK")
+  total = 0.0
+  for pid in _descendants(os.getpid()):
+    try:
+      with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+      total += (int(fields[11]) + int(fields[12])) / ticks
+    except (OSError, IndexError, ValueError):
+      pass
+  return total
+
+
+def time_loader(source, workers: int) -> tuple[float, float, float]:
+  """Returns (examples/s, frames/s, frames per CPU-second) over the timed batches."""
   loader = pipeline.create_loader(source, batch_size=_BATCH_SIZE.value, num_frames=_NUM_FRAMES.value, seed=0,
                                   worker_count=workers, shard_index=0, shard_count=1)
   it = iter(loader)
   for _ in range(3):  # worker start-up and first reads
     next(it)
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), _cpu_seconds()
   for _ in range(_BATCHES.value):
     next(it)
-  seconds = time.perf_counter() - start
-  examples = _BATCHES.value * _BATCH_SIZE.value
+  seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
+  frames = _BATCHES.value * _BATCH_SIZE.value * _NUM_FRAMES.value
   del it
-  return examples / seconds, examples * _NUM_FRAMES.value / seconds
+  return frames / _NUM_FRAMES.value / seconds, frames / seconds, frames / max(cpu, 1e-9)
 
 
 def time_features() -> list[tuple[str, float]]:
@@ -225,16 +254,20 @@ def main(argv):
   for name, source in sources:
     frame = pipeline.decode_jpeg(source[0]["frames"][0])
     for workers in (int(w) for w in _WORKERS.value):
-      examples_s, frames_s = time_loader(source, workers)
-      rows.append((name, f"{frame.shape[0]}x{frame.shape[1]}", workers, examples_s, frames_s))
+      rows.append((name, f"{frame.shape[0]}x{frame.shape[1]}", workers, *time_loader(source, workers)))
 
   need = _BATCH_SIZE.value * _NUM_FRAMES.value / _STEP_S.value
-  print(f"\nLoader: batch {_BATCH_SIZE.value} x {_NUM_FRAMES.value} frames, {os.cpu_count()} CPU cores")
-  print(f"{'dataset':<18} {'crop':>8} {'workers':>7} {'examples/s':>11} {'frames/s':>9} {'x need':>7}")
-  for name, crop, workers, examples_s, frames_s in rows:
-    print(f"{name:<18} {crop:>8} {workers:>7} {examples_s:>11.1f} {frames_s:>9.0f} {frames_s / need:>7.1f}")
+  print(f"\nLoader: batch {_BATCH_SIZE.value} x {_NUM_FRAMES.value} frames, {os.cpu_count()} CPU cores, "
+        f"load average {os.getloadavg()[0]:.1f} at the end")
+  print(f"{'dataset':<18} {'crop':>8} {'workers':>7} {'examples/s':>11} {'frames/s':>9} {'x need':>7} "
+        f"{'frames/CPU-s':>13}")
+  for name, crop, workers, examples_s, frames_s, frames_cpu_s in rows:
+    print(f"{name:<18} {crop:>8} {workers:>7} {examples_s:>11.1f} {frames_s:>9.0f} {frames_s / need:>7.1f} "
+          f"{frames_cpu_s:>13.0f}")
   print(f"need = {need:.0f} frames/s: one training step takes {_BATCH_SIZE.value} x {_NUM_FRAMES.value} frames "
         f"and is assumed to take {_STEP_S.value} s on one accelerator (--assumed_step_s).")
+  print("frames/CPU-s: frames per second of CPU time used by the loader and its workers; on a busy machine "
+        "it estimates what one idle core delivers.")
 
   print("\nAudio features (ms per call)")
   for name, ms in time_features():
