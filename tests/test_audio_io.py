@@ -159,3 +159,9 @@ def test_save_wav_round_trip(media_dir):
   assert [p for p in os.listdir(media_dir) if p.startswith("tmp")] == []
   info = audio_io.check_audio(path)
   assert info.num_samples == tone.shape[0] and info.peak == pytest.approx(0.5, abs=1e-3)
+
+
+def test_save_wav_failure_leaves_no_file(tmp_path):
+  with pytest.raises(ValueError):
+    audio_io.save_wav(tmp_path / "bad.wav", np.zeros(100, np.float32), _SR, subtype="NOT_A_SUBTYPE")
+  assert list(tmp_path.iterdir()) == []
