@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import os
+import pickle
 import threading
 
 import numpy as np
@@ -143,6 +145,11 @@ class _Engine:
       raise EspeakError(f"espeak_Initialize failed with data at {data_path};"
                         " reinstall espeakng-loader")
     self.sample_rate = int(rate)
+    # espeak-ng seeds its noise generator from the clock; fix it so that
+    # fricative noise is the same in every run.
+    if hasattr(lib, "espeak_ng_SetRandSeed"):
+      lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+      lib.espeak_ng_SetRandSeed(1)
     self._chunks: list[np.ndarray] = []
     self._events: list[tuple[int, int, int, int, bytes]] = []
     # Keep a reference: ctypes frees the thunk when the Python object dies.
@@ -169,25 +176,60 @@ class _Engine:
     return 0
 
   def synthesize(self, text: str, voice: Voice) -> Speech:
-    lib = self._lib
+    """Synthesizes in this process (the result depends on earlier calls)."""
     with self.lock:
-      if lib.espeak_SetVoiceByName(voice.name.encode()) != _EE_OK:
-        raise EspeakError(f"espeak-ng has no voice {voice.name!r}; use a name"
-                          " like 'en', 'en-us' with a variant like '+m3'")
-      for param, value in ((_PARAM_RATE, voice.rate), (_PARAM_PITCH, voice.pitch),
-                           (_PARAM_RANGE, voice.pitch_range),
-                           (_PARAM_VOLUME, voice.volume), (_PARAM_WORDGAP, 0)):
-        lib.espeak_SetParameter(param, int(value), 0)
-      self._chunks, self._events = [], []
-      data = text.encode("utf-8") + b"\0"
-      buf = ctypes.create_string_buffer(data)
-      err = lib.espeak_Synth(buf, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8,
-                             None, None)
-      if err != _EE_OK:
-        raise EspeakError(f"espeak_Synth failed (error {err}) for {text!r}")
-      lib.espeak_Synchronize()
-      chunks, events = self._chunks, self._events
-      self._chunks, self._events = [], []
+      return self._run(text, voice)
+
+  def synthesize_isolated(self, text: str, voice: Voice) -> Speech:
+    """Synthesizes in a forked child, so that every call starts from the same state.
+
+    libespeak-ng keeps waveform state (glottal phase, pitch flutter) from one
+    call to the next, which shifts later outputs by a few samples. This process
+    never synthesizes itself; each call forks a child from the pristine
+    engine, so the same text and voice always give the same bytes and times.
+    """
+    with self.lock:
+      read_fd, write_fd = os.pipe()
+      pid = os.fork()
+      if pid == 0:  # child
+        os.close(read_fd)
+        try:
+          payload = pickle.dumps(("ok", self._run(text, voice)))
+        except BaseException as e:  # pylint: disable=broad-except
+          payload = pickle.dumps(("error", EspeakError(str(e))))
+        with os.fdopen(write_fd, "wb") as pipe:
+          pipe.write(payload)
+        os._exit(0)  # pylint: disable=protected-access
+      os.close(write_fd)
+      with os.fdopen(read_fd, "rb") as pipe:
+        payload = pipe.read()
+      os.waitpid(pid, 0)
+    if not payload:
+      raise EspeakError(f"the espeak-ng child process died while synthesizing {text!r}")
+    status, value = pickle.loads(payload)
+    if status == "error":
+      raise value
+    return value
+
+  def _run(self, text: str, voice: Voice) -> Speech:
+    lib = self._lib
+    if lib.espeak_SetVoiceByName(voice.name.encode()) != _EE_OK:
+      raise EspeakError(f"espeak-ng has no voice {voice.name!r}; use a name"
+                        " like 'en', 'en-us' with a variant like '+m3'")
+    for param, value in ((_PARAM_RATE, voice.rate), (_PARAM_PITCH, voice.pitch),
+                         (_PARAM_RANGE, voice.pitch_range),
+                         (_PARAM_VOLUME, voice.volume), (_PARAM_WORDGAP, 0)):
+      lib.espeak_SetParameter(param, int(value), 0)
+    self._chunks, self._events = [], []
+    data = text.encode("utf-8") + b"\0"
+    buf = ctypes.create_string_buffer(data)
+    err = lib.espeak_Synth(buf, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8,
+                           None, None)
+    if err != _EE_OK:
+      raise EspeakError(f"espeak_Synth failed (error {err}) for {text!r}")
+    lib.espeak_Synchronize()
+    chunks, events = self._chunks, self._events
+    self._chunks, self._events = [], []
     pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
     audio = pcm.astype(np.float32) / 32768.0
     return _collect_timings(text, audio, self.sample_rate, events)
@@ -257,8 +299,13 @@ def synthesize(text: str, voice: Voice) -> Speech:
 
   Returns:
     Speech with float32 [N] audio at 22050 Hz and word / phoneme intervals.
+    Where os.fork exists (Linux, macOS) every call runs in a fresh child of
+    the engine, so the result does not depend on earlier calls.
   """
   if not MIN_RATE <= voice.rate <= MAX_RATE:
     raise EspeakError(f"rate {voice.rate} wpm is outside espeak-ng's range"
                       f" {MIN_RATE}..{MAX_RATE}; pick a rate inside it")
-  return get_engine().synthesize(text, voice)
+  engine = get_engine()
+  if hasattr(os, "fork"):
+    return engine.synthesize_isolated(text, voice)
+  return engine.synthesize(text, voice)
