@@ -167,6 +167,12 @@ def test_assign_splits_is_speaker_disjoint_with_val():
   val_keys = {(u.speaker, u.utterance) for u in splits["val"]}
   assert not train_keys & val_keys
   assert {u.speaker for u in splits["val"]} == {"s1", "s3"}
+  # Fewer utterances than val_every: each training speaker's last goes to val.
+  splits = grid_layout.assign_splits(utts, ["s2"], val_every=20)
+  assert [(u.speaker, u.utterance) for u in splits["val"]] == [
+      ("s1", "srim5a"), ("s3", "srim5a")]
+  assert len(splits["train"]) == 6
+  assert not grid_layout.assign_splits(utts, ["s2"], val_every=0)["val"]
 
 
 # Lombard GRID.

@@ -26,29 +26,6 @@ from a2v_jax.data import lombard_layout
 DATASETS = ("grid", "lombard_grid")
 CROPS = (64, 128, 256)
 
-_DATASET = flags.DEFINE_enum("dataset", "grid", DATASETS, "Which corpus.")
-_MANUAL_DIR = flags.DEFINE_string(
-    "manual_dir", None, "Folder with the downloaded archives (or their"
-    " extracted files, or a synthetic corpus).")
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Where TFDS writes the dataset (default: TFDS's"
-    " ~/tensorflow_datasets).")
-_CROP = flags.DEFINE_enum("crop", "128", [str(c) for c in CROPS],
-                          "Side of the aligned face crops (builder config"
-                          " crop64/crop128/crop256).")
-_TEST_SPEAKERS = flags.DEFINE_list(
-    "test_speakers", None, "Speakers held out for the test split (default:"
-    " GRID s1,s2,s20,s22 as in LipNet; Lombard GRID s2,s3,s4,s5). A small"
-    " synthetic corpus with speakers s1..s3 might use --test_speakers=s3.")
-_VAL_EVERY = flags.DEFINE_integer(
-    "val_every", None, "Every k-th utterance of each training speaker goes to"
-    " the val split; 0 for none (default: the builder's, 20).")
-_NUM_WORKERS = flags.DEFINE_integer(
-    "num_workers", None, "Processes for face alignment (default: all cores).")
-_OVERWRITE = flags.DEFINE_bool(
-    "overwrite", False, "Rebuild even if the dataset is already there.")
-
-
 class BuildError(ValueError):
   """The build cannot start; the message says why and what to do."""
 
@@ -133,14 +110,40 @@ def build(dataset: str, manual_dir: str, data_dir: str | None, crop: int,
   return builder
 
 
+def _define_flags():
+  """Command-line flags (defined only when run as a program, so that the
+  module can be imported by tests and benchmarks)."""
+  flags.DEFINE_enum("dataset", "grid", DATASETS, "Which corpus.")
+  flags.DEFINE_string(
+      "manual_dir", None, "Folder with the downloaded archives (or their"
+      " extracted files, or a synthetic corpus).")
+  flags.DEFINE_string(
+      "data_dir", None, "Where TFDS writes the dataset (default: TFDS's"
+      " ~/tensorflow_datasets).")
+  flags.DEFINE_enum("crop", "128", [str(c) for c in CROPS],
+                    "Side of the aligned face crops (builder config"
+                    " crop64/crop128/crop256).")
+  flags.DEFINE_list(
+      "test_speakers", None, "Speakers held out for the test split (default:"
+      " GRID s1,s2,s20,s22 as in LipNet; Lombard GRID s2,s3,s4,s5). A small"
+      " synthetic corpus with speakers s1..s3 might use --test_speakers=s3.")
+  flags.DEFINE_integer(
+      "val_every", None, "Every k-th utterance of each training speaker goes to"
+      " the val split; 0 for none (default: the builder's, 20).")
+  flags.DEFINE_integer(
+      "num_workers", None, "Processes for face alignment (default: all cores).")
+  flags.DEFINE_bool(
+      "overwrite", False, "Rebuild even if the dataset is already there.")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   start = time.perf_counter()
   try:
-    builder = build(_DATASET.value, _MANUAL_DIR.value, _DATA_DIR.value,
-                    int(_CROP.value), _TEST_SPEAKERS.value, _VAL_EVERY.value,
-                    _NUM_WORKERS.value, _OVERWRITE.value)
+    f = flags.FLAGS
+    builder = build(f.dataset, f.manual_dir, f.data_dir, int(f.crop),
+                    f.test_speakers, f.val_every, f.num_workers, f.overwrite)
   except BuildError as e:
     sys.exit(f"error: {e}")
   seconds = time.perf_counter() - start
@@ -150,4 +153,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -366,13 +366,20 @@ def find_utterances(manual_dir: str, skips: SkipLog | None = None
   return utterances
 
 
-def split_of(utterance: Utterance, index_in_speaker: int,
+def split_of(utterance: Utterance, index_in_speaker: int, num_in_speaker: int,
              test_speakers: frozenset[str], val_every: int) -> str:
-  """"test" for held-out speakers; else every val_every-th utterance is "val"."""
+  """"test" for held-out speakers; else every val_every-th utterance is "val".
+
+  A training speaker with fewer than val_every (but at least 2) utterances
+  still gives its last one to val, so small corpora get a val split too.
+  """
   if utterance.speaker in test_speakers:
     return "test"
-  if val_every > 0 and index_in_speaker % val_every == val_every - 1:
-    return "val"
+  if val_every > 0:
+    if index_in_speaker % val_every == val_every - 1:
+      return "val"
+    if 2 <= num_in_speaker < val_every and index_in_speaker == num_in_speaker - 1:
+      return "val"
   return "train"
 
 
@@ -384,7 +391,7 @@ def assign_splits(utterances: list[Utterance], test_speakers, val_every: int
     utterances: from `find_utterances` (any order).
     test_speakers: speakers held out entirely for the test split.
     val_every: every val_every-th utterance (by sorted id) of each training
-      speaker goes to val; 0 for no val split.
+      speaker goes to val (its last one if it has fewer); 0 for no val split.
 
   Returns:
     {"train": [...], "val": [...], "test": [...]}, each sorted.
@@ -395,6 +402,7 @@ def assign_splits(utterances: list[Utterance], test_speakers, val_every: int
     by_speaker[u.speaker].append(u)
   splits = {"train": [], "val": [], "test": []}
   for speaker in sorted(by_speaker, key=speaker_number):
-    for i, u in enumerate(sorted(by_speaker[speaker], key=lambda u: u.utterance)):
-      splits[split_of(u, i, test_speakers, val_every)].append(u)
+    utts = sorted(by_speaker[speaker], key=lambda u: u.utterance)
+    for i, u in enumerate(utts):
+      splits[split_of(u, i, len(utts), test_speakers, val_every)].append(u)
   return splits

@@ -99,8 +99,23 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     return clip_example.ClipOptions(crop=self.builder_config.crop,
                                     words_fn=words_of)
 
+  def _check_train_speakers(self, utterances, what: str) -> None:
+    """Raises LayoutError when no speaker is left for train."""
+    speakers = sorted({u.speaker for u in utterances},
+                      key=grid_layout.speaker_number)
+    if set(speakers) - set(self.test_speakers):
+      return
+    if not speakers:
+      raise grid_layout.LayoutError(
+          f"all clips were skipped ({self.skips.summary()})")
+    raise grid_layout.LayoutError(
+        f"every {what} speaker ({', '.join(speakers)}) is a test speaker, so"
+        " train would be empty; pass fewer test_speakers (e.g."
+        f" --test_speakers={speakers[-1]})")
+
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     utterances = self._find_utterances(str(dl_manager.manual_dir))
+    self._check_train_speakers(utterances, "found")  # before hours of work
     # Process every clip first, then split only the clips that worked, so a
     # split is never emptied by skips.
     cache = clip_example.ExampleCache(self.data_dir_root)
@@ -109,17 +124,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         desc=f"{self.name}/{self.builder_config.name}")
     logging.info("%s: %d of %d clips usable; %s", self.name, len(done),
                  len(utterances), self.skips.summary())
-    splits = grid_layout.assign_splits(done, self.test_speakers, self.val_every)
-    if not splits["train"]:
+    try:
+      self._check_train_speakers(done, "usable")
+    except grid_layout.LayoutError:
       cache.cleanup()
-      speakers = sorted({u.speaker for u in done}, key=grid_layout.speaker_number)
-      if not speakers:
-        raise grid_layout.LayoutError(
-            f"all {len(utterances)} clips were skipped ({self.skips.summary()})")
-      raise grid_layout.LayoutError(
-          f"every usable speaker ({', '.join(speakers)}) is a test speaker, so"
-          " train would be empty; pass fewer test_speakers (e.g."
-          f" --test_speakers={speakers[-1]})")
+      raise
+    splits = grid_layout.assign_splits(done, self.test_speakers, self.val_every)
     self.info.metadata["test_speakers"] = list(self.test_speakers)
     self.info.metadata["val_every"] = self.val_every
     self.info.metadata["skipped"] = dict(self.skips.counts)
