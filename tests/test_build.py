@@ -2,12 +2,14 @@
 import os
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from a2v_jax.data import build
+from a2v_jax.data import grid_layout
 from tfds_builders.grid import grid_dataset_builder
 
 GRID_DUMMY = os.path.join(os.path.dirname(grid_dataset_builder.__file__),
@@ -38,21 +40,48 @@ def test_wrong_manual_dir_names_the_archives(tmp_path, dataset, archive):
     build.check_manual_dir(dataset, None)
 
 
-def test_build_grid_from_dummy_data(tmp_path):
+def _zip_like_zenodo(src: str, dst) -> None:
+  """dummy_data -> s{N}.zip, audio_25k.zip and alignments.zip, with the
+  alignment folders of s1 and s2 swapped as in the Zenodo upload."""
+  swap = {"s1": "s2", "s2": "s1"}
+  for speaker in ("s1", "s2"):
+    with zipfile.ZipFile(dst / f"{speaker}.zip", "w") as zf:
+      for name in sorted(os.listdir(os.path.join(src, speaker))):
+        zf.write(os.path.join(src, speaker, name), f"{speaker}/{name}")
+  for archive, folder in (("audio_25k.zip", "audio_25k"),
+                          ("alignments.zip", "alignments")):
+    with zipfile.ZipFile(dst / archive, "w") as zf:
+      for speaker in sorted(os.listdir(os.path.join(src, folder))):
+        inner = swap[speaker] if folder == "alignments" else speaker
+        for name in sorted(os.listdir(os.path.join(src, folder, speaker))):
+          zf.write(os.path.join(src, folder, speaker, name),
+                   f"{folder}/{inner}/{name}")
+
+
+def test_build_grid_from_zenodo_zips_with_swapped_alignments(tmp_path):
+  manual_dir = tmp_path / "download"
+  manual_dir.mkdir()
+  _zip_like_zenodo(GRID_DUMMY, manual_dir)
   data_dir = str(tmp_path / "data")
-  builder = build.build("grid", GRID_DUMMY, data_dir, 64, test_speakers=["s2"],
-                        val_every=0, num_workers=2)
+  builder = build.build("grid", str(manual_dir), data_dir, 64,
+                        test_speakers=["s2"], val_every=0, num_workers=2)
+  assert builder.skips.total == 0, builder.skips.summary()
   assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
       "train": 2, "test": 2}
-  assert builder.skips.total == 0
   source = tfds.data_source("grid/crop64", split="train", data_dir=data_dir)
   ex = source[0]
   assert ex["speaker"] == b"s1" and len(ex["frames"]) == len(ex["landmarks"])
+  # The words come from s1's own alignment (found in the "s2" folder).
+  with open(os.path.join(GRID_DUMMY, "alignments", "s1",
+                         ex["utterance"].decode() + ".align")) as f:
+    words, starts, _ = grid_layout.parse_align(f.read())
+  assert [w.decode() for w in ex["words"]] == words
+  np.testing.assert_allclose(ex["word_start"], starts, atol=1e-6)
   assert not any(p.name.startswith("a2v_examples_") for p in
                  (tmp_path / "data").iterdir())  # scratch cache removed
   # A second build reuses the dataset rather than rebuilding it.
-  again = build.build("grid", GRID_DUMMY, data_dir, 64, test_speakers=["s2"],
-                      val_every=0, num_workers=2)
+  again = build.build("grid", str(manual_dir), data_dir, 64,
+                      test_speakers=["s2"], val_every=0, num_workers=2)
   assert again.skips.total == 0 and again.info.splits["train"].num_examples == 2
 
 
