@@ -3,12 +3,14 @@
   python benchmarks/synthetic_corpus.py [--speakers=3] [--utterances=10]
       [--workers=2] [--layout=grid]
 
-Target: under 30 s on 2 cores. Prints a table (wall time, utterances/s, and the
-time per stage measured in this process for one utterance).
+Target: under 30 s on 2 cores. Prints a table: wall time, utterances/s, the
+CPU seconds of all processes (a load-independent measure on a shared machine),
+and the time per stage measured in this process for one utterance.
 """
 from __future__ import annotations
 
 import os
+import resource
 import tempfile
 import time
 
@@ -56,15 +58,24 @@ def _stage_times(layout: str) -> list[tuple[str, float]]:
   return out
 
 
+def _cpu_seconds() -> float:
+  """User + system CPU of this process and of every finished child process."""
+  own = resource.getrusage(resource.RUSAGE_SELF)
+  kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main(argv):
   del argv
   espeak.get_engine()
   with tempfile.TemporaryDirectory() as tmp:
+    cpu_before = _cpu_seconds()
     start = time.perf_counter()
     files = synthetic.make_corpus(os.path.join(tmp, "corpus"), _SPEAKERS.value,
                                   _UTTERANCES.value, seed=0, layout=_LAYOUT.value,
                                   workers=_WORKERS.value)
     wall = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu_before
   count = _SPEAKERS.value * _UTTERANCES.value
   stages = _stage_times(_LAYOUT.value)
   rows = [("corpus", f"{_SPEAKERS.value} spk x {_UTTERANCES.value} utt, "
@@ -72,6 +83,10 @@ def main(argv):
           ("files written", str(len(files))),
           ("wall time (s)", f"{wall:.2f}"),
           ("utterances / s", f"{count / wall:.2f}"),
+          ("CPU s, all processes (incl. ffmpeg)", f"{cpu:.2f}"),
+          ("CPU s / workers (idle-machine wall estimate)",
+           f"{cpu / max(min(_WORKERS.value, os.cpu_count() or 1), 1):.2f}"),
+          ("load average (1 min) at end", f"{os.getloadavg()[0]:.1f}"),
           ("target", "< 30 s for 3 x 10 on 2 cores"),
           ("cpus visible", str(os.cpu_count()))]
   rows += [(f"stage: {name} (s)", f"{sec:.3f}") for name, sec in stages]
