@@ -130,11 +130,11 @@ class Adapter:
 
   def _get_compiled(self, args):
     """The step compiled ahead of time for these shapes, and compile time."""
-    shapes = jax.tree.map(lambda x: (np.shape(x), str(x.dtype)), args)
+    leaves, treedef = jax.tree_util.tree_flatten(args)
     key = (self.generator, self.perceptual, self.layer_weights,
-           self.learning_rate, str(jax.tree_util.tree_structure(shapes)),
-           tuple(jax.tree.leaves(shapes, is_leaf=lambda x: isinstance(x, tuple)
-                                 and isinstance(x[1], str))))
+           self.learning_rate, str(treedef),
+           tuple((np.shape(x), str(np.asarray(x).dtype) if not hasattr(
+               x, "dtype") else str(x.dtype)) for x in leaves))
     if key in _COMPILED:
       return _COMPILED[key], 0.0
     start = time.perf_counter()

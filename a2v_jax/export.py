@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import shutil
@@ -206,11 +207,20 @@ def abstract_variables(generator_config: Mapping[str, Any],
                        encoder_config: Mapping[str, Any],
                        preprocessing: Mapping[str, Any]) -> dict:
   """Shapes and dtypes of {'generator', 'encoder'} variables, from configs."""
-  generator = create_generator(generator_config)
-  encoder = create_encoder(encoder_config)
-  crop = int(preprocessing["crop"])
-  windows = jnp.zeros((1, 2, window_steps(preprocessing),
-                       audio_feature_size(preprocessing)), jnp.float32)
+  return _abstract_variables(
+      json.dumps(_plain(generator_config), sort_keys=True),
+      json.dumps(_plain(encoder_config), sort_keys=True),
+      int(preprocessing["crop"]), window_steps(preprocessing),
+      audio_feature_size(preprocessing))
+
+
+@functools.lru_cache(maxsize=16)
+def _abstract_variables(generator_json: str, encoder_json: str, crop: int,
+                        steps: int, coeffs: int) -> dict:
+  # Cached: tracing the generator's init takes seconds.
+  generator = create_generator(json.loads(generator_json))
+  encoder = create_encoder(json.loads(encoder_json))
+  windows = jax.ShapeDtypeStruct((1, 2, steps, coeffs), jnp.float32)
   rng = jax.random.PRNGKey(0)
   try:
     enc = jax.eval_shape(encoder.init, rng, windows)

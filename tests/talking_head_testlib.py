@@ -1,0 +1,69 @@
+"""Shared tiny model and inputs for the inference, export and CLI tests.
+
+The model is a randomly initialised 32x32 SPADE generator and a one-layer
+DeepSpeech2 encoder, written as a real export; the jitted inference functions
+are cached by module equality, so every test of a process shares one compile.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import skimage.data
+import soundfile as sf
+
+from a2v_jax import export
+from a2v_jax.models import deepspeech2
+from a2v_jax.models import spade
+
+CROP = 32
+CHUNK_FRAMES = 16
+SAMPLE_RATE = 16000
+# Two VGG16 layers keep the adaptation step's compile short.
+PERCEPTUAL = dict(layers=("relu1_2",), layer_weights=(1.0,))
+
+
+def generator_config(spectral_norm: bool = False) -> dict:
+  return export.module_config(spade.SPADEGenerator(
+      ngf=4, spade_hidden=8, spectral_norm=spectral_norm))
+
+
+def encoder_config() -> dict:
+  return export.module_config(deepspeech2.DeepSpeech2(
+      conv_features=(4, 4), rnn_hidden=8, rnn_layers=1))
+
+
+def write_export(path: str, *, spectral_norm: bool = False, seed: int = 0) -> str:
+  """A tiny random export at `path`."""
+  return export.export_random_model(
+      path, generator_config=generator_config(spectral_norm),
+      encoder_config=encoder_config(),
+      preprocessing=export.default_preprocessing(CROP),
+      train_config={"model": {"perceptual": PERCEPTUAL}}, seed=seed)
+
+
+def astronaut() -> np.ndarray:
+  """uint8 [512, 512, 3], one face."""
+  return skimage.data.astronaut()
+
+
+def speech_like(seconds: float, sample_rate: int = SAMPLE_RATE,
+                channels: int = 1, seed: int = 0) -> np.ndarray:
+  """Syllable-rate modulated harmonic tones plus noise: float32 [N(, C)]."""
+  rng = np.random.default_rng(seed)
+  t = np.arange(int(seconds * sample_rate)) / sample_rate
+  pitch = 120 + 20 * np.sin(2 * np.pi * 0.7 * t)
+  phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+  voiced = sum(np.sin(k * phase) / k for k in range(1, 6))
+  envelope = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) ** 2
+  x = 0.3 * envelope * voiced + 0.01 * rng.standard_normal(t.shape)
+  x = x.astype(np.float32)
+  if channels > 1:
+    x = np.stack([x * (1.0 - 0.2 * c) for c in range(channels)], axis=1)
+  return x
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray,
+              sample_rate: int = SAMPLE_RATE) -> str:
+  sf.write(os.fspath(path), audio, sample_rate, subtype="PCM_16")
+  return os.fspath(path)
