@@ -1,0 +1,186 @@
+"""Tests for the SPADE generator and the shared layers it is built from."""
+
+from absl import logging
+from clu import parameter_overview
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from a2v_jax.models import layers
+from a2v_jax.models import spade
+
+AUDIO_DIM = 8
+
+
+def tiny_generator(**overrides) -> spade.SPADEGenerator:
+  config = dict(spade.default_config(ngf=2))
+  config.update(spade_hidden=8)
+  config.update(overrides)
+  return spade.SPADEGenerator(**config)
+
+
+def make_inputs(batch: int, size: int, seed: int = 0):
+  k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+  reference = jax.random.uniform(k1, (batch, size, size, 3), minval=-1, maxval=1)
+  audio = jax.random.normal(k2, (batch, AUDIO_DIM))
+  return reference, audio
+
+
+def count_params(model, *args) -> int:
+  variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), *args))
+  logging.info("%s\n%s", type(model).__name__,
+               parameter_overview.get_parameter_overview(
+                   variables["params"], include_stats=False))
+  return parameter_overview.count_parameters(variables["params"])
+
+
+@pytest.mark.parametrize("ngf,size,expected_m", [(64, 128, 92.06), (16, 64, 10.55)])
+def test_nvlabs_reference_parameter_count(ngf, size, expected_m):
+  model = spade.SPADEGenerator(**spade.nvlabs_reference_config(ngf))
+  n = count_params(model, jnp.zeros((1, size, size, 3)), None)
+  assert abs(n / 1e6 - expected_m) < 0.01, n
+
+
+def test_nvlabs_reference_exact_parameter_count():
+  # Hand count of NVlabs' SPADEGenerator (label_nc=3, ngf=64): 92,059,587.
+  model = spade.SPADEGenerator(**spade.nvlabs_reference_config(64))
+  assert count_params(model, jnp.zeros((1, 128, 128, 3)), None) == 92_059_587
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_output_shape_and_range(size):
+  model = tiny_generator()
+  reference, audio = make_inputs(2, size)
+  variables = model.init(jax.random.PRNGKey(0), reference, audio)
+  out = jax.jit(model.apply)(variables, reference, audio)
+  assert out.shape == (2, size, size, 3) and out.dtype == jnp.float32
+  assert float(jnp.max(jnp.abs(out))) <= 1.0
+
+
+@pytest.mark.parametrize("mode,extra", [("more", {}), ("most", {}),
+                                        ("normal", dict(init_from="audio",
+                                                        audio_conditioning="concat",
+                                                        audio_embed_dim=4,
+                                                        norm="layer",
+                                                        spectral_norm=False))])
+def test_variants_output_shape(mode, extra):
+  model = tiny_generator(num_upsampling_layers=mode, ngf=4, **extra)
+  reference, audio = make_inputs(1, 128)
+  variables = model.init(jax.random.PRNGKey(0), reference, audio)
+  out = jax.jit(model.apply)(variables, reference, audio)
+  assert out.shape == (1, 128, 128, 3)
+  if mode == "most":
+    assert "up_4" in variables["params"]
+
+
+def test_audio_changes_output_and_reference_none_is_rejected():
+  model = tiny_generator()
+  reference, audio = make_inputs(1, 64)
+  variables = model.init(jax.random.PRNGKey(0), reference, audio)
+  a = model.apply(variables, reference, audio)
+  b = model.apply(variables, reference, audio + 1.0)
+  assert float(jnp.max(jnp.abs(a - b))) > 1e-6
+  with pytest.raises(spade.SPADEConfigError, match="audio_features"):
+    model.apply(variables, reference, None)
+
+
+def test_bad_options_raise_one_line_errors():
+  with pytest.raises(spade.SPADEConfigError, match="num_upsampling_layers"):
+    tiny_generator(num_upsampling_layers="lots")
+  with pytest.raises(spade.SPADEConfigError, match="init_from"):
+    tiny_generator(init_from="audio", audio_conditioning="none")
+  model = tiny_generator()
+  reference, audio = make_inputs(1, 48)
+  with pytest.raises(spade.SPADEConfigError, match="multiples of 32"):
+    model.init(jax.random.PRNGKey(0), reference, audio)
+
+
+def test_gradients_finite_and_spectral_state_updates():
+  model = tiny_generator()
+  reference, audio = make_inputs(2, 64)
+  variables = model.init(jax.random.PRNGKey(0), reference, audio)
+
+  def loss(params):
+    out, updates = model.apply(
+        {"params": params, "batch_stats": variables["batch_stats"]},
+        reference, audio, update_stats=True, mutable=["batch_stats"])
+    return jnp.mean(jnp.square(out)), updates
+
+  grads, updates = jax.jit(jax.grad(loss, has_aux=True))(variables["params"])
+  leaves = jax.tree.leaves(grads)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+  assert sum(float(jnp.sum(jnp.abs(g))) for g in leaves) > 0
+  old = variables["batch_stats"]["head_0"]["conv_0"]["u"]
+  new = updates["batch_stats"]["head_0"]["conv_0"]["u"]
+  assert old.shape == new.shape and float(jnp.max(jnp.abs(old - new))) > 0
+
+
+def test_batch_of_one_equals_item_in_batch_of_four():
+  model = tiny_generator()
+  reference, audio = make_inputs(4, 64)
+  variables = model.init(jax.random.PRNGKey(0), reference, audio)
+  apply = jax.jit(model.apply)
+  full = apply(variables, reference, audio)
+  single = apply(variables, reference[2:3], audio[2:3])
+  np.testing.assert_allclose(single[0], full[2], atol=1e-5)
+
+
+def test_sharded_jit_matches_unsharded():
+  devices = np.array(jax.devices())
+  assert devices.size == 8, "conftest should simulate 8 CPU devices"
+  mesh = Mesh(devices, ("data",))
+  model = tiny_generator()
+  reference, audio = make_inputs(8, 64)
+  variables = model.init(jax.random.PRNGKey(0), reference, audio)
+  expected = jax.jit(model.apply)(variables, reference, audio)
+  batch = NamedSharding(mesh, P("data"))
+  replicated = NamedSharding(mesh, P())
+  sharded_apply = jax.jit(model.apply,
+                          in_shardings=(replicated, batch, batch),
+                          out_shardings=batch)
+  out = sharded_apply(jax.device_put(variables, replicated),
+                      jax.device_put(reference, batch),
+                      jax.device_put(audio, batch))
+  assert out.sharding.is_equivalent_to(batch, out.ndim)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)
+
+
+def test_spectral_norm_converges_to_largest_singular_value():
+  conv = layers.Conv(6, (3, 3), spectral_norm=True)
+  x = jnp.ones((1, 5, 5, 4))
+  variables = conv.init(jax.random.PRNGKey(0), x)
+  kernel = variables["params"]["kernel"]
+  true_sigma = np.linalg.svd(np.asarray(kernel).reshape(-1, 6), compute_uv=False)[0]
+  stats = variables["batch_stats"]
+  for _ in range(30):
+    _, updates = conv.apply({"params": variables["params"], "batch_stats": stats},
+                            x, update_stats=True, mutable=["batch_stats"])
+    stats = updates["batch_stats"]
+  y = conv.apply({"params": variables["params"], "batch_stats": stats}, x)
+  plain = layers.Conv(6, (3, 3)).apply({"params": variables["params"]}, x)
+  bias = variables["params"]["bias"]
+  np.testing.assert_allclose((plain - bias) / true_sigma, y - bias, rtol=1e-4,
+                             atol=1e-6)
+
+
+def test_resize_nearest_follows_pytorch_rule_and_area_averages():
+  x = jnp.arange(8.0).reshape(1, 8, 1, 1) * jnp.ones((1, 8, 8, 1))
+  np.testing.assert_array_equal(layers.resize_nearest(x, (4, 4))[0, :, 0, 0],
+                                [0.0, 2.0, 4.0, 6.0])
+  np.testing.assert_array_equal(layers.resize_nearest(x, (3, 3))[0, :, 0, 0],
+                                [0.0, 2.0, 5.0])
+  np.testing.assert_array_equal(layers.resize_area(x, (4, 4))[0, :, 0, 0],
+                                [0.5, 2.5, 4.5, 6.5])
+  up = layers.upsample_nearest_2x(x[:, :2, :2])
+  np.testing.assert_array_equal(up[0, :, 0, 0], [0.0, 0.0, 1.0, 1.0])
+
+
+def test_instance_norm_matches_definition():
+  x = jax.random.normal(jax.random.PRNGKey(3), (2, 5, 7, 3)) * 3.0 + 1.0
+  y = layers.instance_norm(x)
+  mean = np.asarray(x).mean(axis=(1, 2), keepdims=True)
+  var = np.asarray(x).var(axis=(1, 2), keepdims=True)
+  np.testing.assert_allclose(y, (np.asarray(x) - mean) / np.sqrt(var + 1e-5),
+                             atol=1e-4)
