@@ -129,3 +129,17 @@ def test_align_clip_raises_when_faces_missing():
   lm = np.full((8, 68, 2), np.nan, np.float32)
   with pytest.raises(align.MissingFacesError):
     align.align_clip(frames, lm, 16)
+
+
+def test_detect_clip_tracks_loses_and_refinds_the_face(detector, astronaut):
+  frames = np.stack([astronaut] * 9)
+  frames[3:5] = 0  # the face vanishes for two frames
+  for t in range(5, 9):  # and comes back shifted
+    frames[t] = np.roll(astronaut, 6, axis=1)
+  lm = detector.detect_clip(frames, redetect_every=5)
+  found = np.isfinite(lm).all(axis=(1, 2))
+  np.testing.assert_array_equal(found, [1, 1, 1, 0, 0, 1, 1, 1, 1])
+  # Tracked frames agree with detecting every frame anew.
+  every = detector.detect_clip(frames, redetect_every=1)
+  np.testing.assert_allclose(lm[found], every[found], atol=2.0)
+  np.testing.assert_allclose(lm[6].mean(0) - lm[0].mean(0), [6, 0], atol=1.5)

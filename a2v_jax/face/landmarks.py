@@ -21,6 +21,10 @@ _PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 # (the HOG detector's window is 80 px; landmarks span a bit less than it).
 _TRACK_WINDOW = 1.8
 _TRACK_FACE_PX = 90.0
+# A tracked box must still look like the detected face (normalised
+# correlation of 24x24 grey patches); speaking and blinking keep it above 0.8
+# on the synthetic corpus, a vanished or swapped face drops it far lower.
+_TRACK_MIN_NCC = 0.7
 
 
 class LandmarkModelError(ValueError):
@@ -108,21 +112,30 @@ class LandmarkDetector:
     Returns:
       float32 [68, 2] (x, y) pixel coordinates, or None when no face is found.
     """
-    image = _check_image(image)
+    found = self._detect_largest(_check_image(image))
+    return None if found is None else found[1]
+
+  def _detect_largest(self, image: np.ndarray):
+    """(dlib rect, landmarks [68, 2]) of the largest face, or None."""
     rects = self._detect_rects(image)
     if not rects:
       return None
-    return _shape_to_array(self._predictor(image, max(rects, key=_rect_area)))
+    rect = max(rects, key=_rect_area)
+    return rect, _shape_to_array(self._predictor(image, rect))
 
-  def detect_clip(self, frames: np.ndarray) -> np.ndarray:
+  def detect_clip(self, frames: np.ndarray, redetect_every: int = 5) -> np.ndarray:
     """Landmarks of the largest face in every frame of a clip.
 
-    After a face is found, the next frame is searched first in a window of
-    twice the face size around it (much faster than the whole frame); the
-    whole frame is searched when that fails.
+    The HOG detector runs on every `redetect_every`-th frame (and on any frame
+    after a miss or a jump); near a face found before, it searches only a
+    window around it. On the frames between, the 68-point predictor starts
+    from the last detector box moved with the face, which gives the same
+    landmarks as detecting anew (0.1 px apart on the synthetic corpus) at a
+    third of the cost.
 
     Args:
       frames: uint8 [T, H, W, 3] RGB.
+      redetect_every: 1 runs the detector on every frame.
 
     Returns:
       float32 [T, 68, 2] (x, y) px; rows are NaN where no face was found.
@@ -131,20 +144,41 @@ class LandmarkDetector:
     if frames.ndim != 4 or frames.shape[-1] != 3:
       raise ValueError(f"frames must be [T, H, W, 3], got shape {frames.shape}")
     out = np.full((len(frames), 68, 2), np.nan, dtype=np.float32)
-    prev = None
+    prev = rect = anchor = patch = None
+    since_detect = 0
     for t, frame in enumerate(frames):
       frame = _check_image(frame)
-      pts = self._detect_near(frame, prev) if prev is not None else None
-      if pts is None:
-        pts = self.detect(frame)
-      if pts is not None:
-        out[t] = pts
-      prev = pts
+      found = None
+      if rect is not None and since_detect < redetect_every:
+        shift = prev.mean(axis=0) - anchor
+        moved = dlib.rectangle(round(rect.left() + shift[0]),
+                               round(rect.top() + shift[1]),
+                               round(rect.right() + shift[0]),
+                               round(rect.bottom() + shift[1]))
+        # The predictor always returns a shape, face or not: keep it only if
+        # the box still looks like the detected face and did not jump.
+        if _patch_similarity(_face_patch(frame, moved), patch) >= _TRACK_MIN_NCC:
+          pts = _shape_to_array(self._predictor(frame, moved))
+          if (np.abs(pts.mean(axis=0) - prev.mean(axis=0)).max()
+              < 0.25 * rect.width()):
+            found = None, pts
+      if found is None:
+        found = self._detect_near(frame, prev) if prev is not None else None
+        if found is None:
+          found = self._detect_largest(frame)
+        if found is not None:
+          rect, anchor, since_detect = found[0], found[1].mean(axis=0), 0
+          patch = _face_patch(frame, rect)
+      if found is None:
+        prev = rect = None
+        continue
+      out[t] = prev = found[1]
+      since_detect += 1
     return out
 
-  def _detect_near(self, image: np.ndarray, prev: np.ndarray) -> np.ndarray | None:
-    """Detects in a window around the previous face, shrunk so the face is
-    about _TRACK_FACE_PX wide (HOG cost grows with the window's pixels)."""
+  def _detect_near(self, image: np.ndarray, prev: np.ndarray):
+    """(rect, landmarks) found in a window around the previous face, shrunk so
+    the face is about _TRACK_FACE_PX wide (HOG cost grows with its pixels)."""
     height, width = image.shape[:2]
     x0, y0 = prev.min(axis=0)
     x1, y1 = prev.max(axis=0)
@@ -171,7 +205,26 @@ class LandmarkDetector:
                           round(r.top() * scale) + top,
                           round(r.right() * scale) + left,
                           round(r.bottom() * scale) + top)
-    return _shape_to_array(self._predictor(image, full))
+    return full, _shape_to_array(self._predictor(image, full))
+
+
+def _face_patch(image: np.ndarray, rect) -> np.ndarray:
+  """Zero-mean, unit-norm 24x24 grey patch of a box (for track checks)."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  height, width = image.shape[:2]
+  left, top = max(rect.left(), 0), max(rect.top(), 0)
+  right, bottom = min(rect.right(), width), min(rect.bottom(), height)
+  if right - left < 4 or bottom - top < 4:
+    return np.zeros((24, 24), np.float32)
+  grey = image[top:bottom, left:right].mean(axis=2, dtype=np.float32)
+  patch = cv2.resize(grey, (24, 24), interpolation=cv2.INTER_AREA)
+  patch -= patch.mean()
+  return patch / max(float(np.linalg.norm(patch)), 1e-6)
+
+
+def _patch_similarity(a: np.ndarray, b: np.ndarray) -> float:
+  """Normalised cross-correlation of two _face_patch outputs, in [-1, 1]."""
+  return float((a * b).sum())
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
