@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 
 from a2v_jax.data import build
 from a2v_jax.data import grid_layout
+from a2v_jax.data import synthetic
 from tfds_builders.grid import grid_dataset_builder
 
 GRID_DUMMY = os.path.join(os.path.dirname(grid_dataset_builder.__file__),
@@ -92,7 +93,6 @@ def test_all_test_speakers_is_a_clear_error(tmp_path):
 
 
 def test_landmarks_found_in_99_percent_of_synthetic_frames(tmp_path):
-  synthetic = pytest.importorskip("a2v_jax.data.synthetic")
   corpus = str(tmp_path / "corpus")
   synthetic.make_corpus(corpus, speakers=3, utterances=1, seed=0)
   builder = build.build("grid", corpus, str(tmp_path / "data"), 64,
