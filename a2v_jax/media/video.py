@@ -169,6 +169,7 @@ def write_video(path: str | os.PathLike,
     if proc.returncode != 0:
       raise VideoError(f"ffmpeg failed to write {path}: "
                        f"{_first_line(proc.stderr.decode(errors='replace'))}")
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes files private.
     os.replace(tmp_path, path)
   finally:
     for p in (tmp_path, wav_path):
@@ -212,6 +213,12 @@ def _null_decode(path: str, stream: str) -> tuple[int, float] | None:
   h, m, s = times[-1]
   frames = re.findall(r"frame=\s*(\d+)", err)
   return (int(frames[-1]) if frames else 0), int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def _first_line(e) -> str:
