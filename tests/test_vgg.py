@@ -132,7 +132,7 @@ def _reference_vgg19(sd, images_nhwc, layers):
     for dy in range(3):
       for dx in range(3):
         y += np.einsum("nchw,oc->nohw", xp[:, :, dy:dy + h, dx:dx + w],
-                       weight[:, :, dy, dx])
+                       weight[:, :, dy, dx], optimize=True)
     y += sd[f"features.{index}.bias"][None, :, None, None]
     x = np.maximum(y, 0)
     out[names[conv]] = x.transpose(0, 2, 3, 1)
@@ -143,11 +143,13 @@ def _reference_vgg19(sd, images_nhwc, layers):
 LAYERS_19 = ("relu1_1", "relu2_2", "relu3_4", "relu4_1", "relu5_4")
 
 
+_VGG19_APPLY = jax.jit(vgg.VGG(arch="vgg19", layers=LAYERS_19).apply)
+
+
 def _check_against_reference(variables, sd):
-  model = vgg.VGG(arch="vgg19", layers=LAYERS_19)
   images = jnp.asarray(
       np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
-  got = jax.jit(model.apply)(variables, images)
+  got = _VGG19_APPLY(variables, images)
   want = _reference_vgg19(sd, images, LAYERS_19)
   for name, g, w in zip(LAYERS_19, got, want):
     assert g.shape == w.shape, name
@@ -155,9 +157,15 @@ def _check_against_reference(variables, sd):
                                err_msg=name)
 
 
-def test_torchvision_vgg19_safetensors_matches_reference(tmp_path):
+@pytest.fixture(scope="module")
+def vgg19_state_dict():
+  return _random_vgg19_state_dict()
+
+
+def test_torchvision_vgg19_safetensors_matches_reference(tmp_path,
+                                                         vgg19_state_dict):
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-  sd = _random_vgg19_state_dict()
+  sd = vgg19_state_dict
   path = tmp_path / "vgg19.safetensors"
   save_file(sd, str(path))
   variables = vgg.load_torchvision_vgg19(path)
@@ -167,12 +175,21 @@ def test_torchvision_vgg19_safetensors_matches_reference(tmp_path):
   _check_against_reference(variables, sd)
 
 
-def test_torchvision_vgg19_pth_matches_reference(tmp_path):
+def test_torchvision_vgg19_pth_loads_the_same_parameters(tmp_path,
+                                                        vgg19_state_dict):
+  """The .pth path gives the parameters the (reference-checked) numpy
+  conversion gives."""
   torch = pytest.importorskip("torch")
-  sd = _random_vgg19_state_dict(seed=2)
+  sd = vgg19_state_dict
   path = tmp_path / "vgg19.pth"
   torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, str(path))
-  _check_against_reference(vgg.load_torchvision_vgg19(path), sd)
+  got = vgg.load_torchvision_vgg19(path)
+  want = vgg.convert_torchvision_state_dict(sd, "vgg19")
+  assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(
+      want)
+  for g, w in zip(jax.tree_util.tree_leaves(got),
+                  jax.tree_util.tree_leaves(want)):
+    np.testing.assert_array_equal(g, w)
 
 
 def test_bad_weight_files_name_the_problem(tmp_path):

@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 # 68-point layout (iBUG 300-W / dlib): indices 36..41 are the subject's right
 # eye (image left), 42..47 the subject's left eye, each p1..p6 in order.
@@ -138,7 +139,6 @@ def create_model(config: ml_collections.ConfigDict | None = None
 def make_example_inputs(batch_size: int = 2, image_size: int = 128
                         ) -> tuple[jax.Array]:
   """Random positional inputs for `EyeLandmarkNet.__call__` (benchmarks)."""
-  face = jax.random.uniform(jax.random.PRNGKey(0),
-                            (batch_size, image_size, image_size, 3),
-                            minval=-1.0, maxval=1.0)
-  return (face,)
+  face = np.random.default_rng(0).uniform(
+      -1.0, 1.0, (batch_size, image_size, image_size, 3))
+  return (jnp.asarray(face, jnp.float32),)

@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 NUM_FRAMES = 5
 MFCC_STEPS = 20
@@ -214,8 +215,7 @@ def create_model(config: ml_collections.ConfigDict | None = None) -> SyncNet:
 def make_example_inputs(batch_size: int = 2, input_hw: Sequence[int] = (64, 128)
                         ) -> tuple[jax.Array, jax.Array]:
   """Random positional inputs for `SyncNet.__call__` (benchmarks)."""
-  k1, k2 = jax.random.split(jax.random.PRNGKey(0))
-  faces = jax.random.uniform(k1, (batch_size, NUM_FRAMES, *input_hw, 3),
-                             minval=-1.0, maxval=1.0)
-  mfcc = jax.random.normal(k2, (batch_size, MFCC_STEPS, NUM_MFCC))
-  return faces, mfcc
+  rng = np.random.default_rng(0)
+  faces = rng.uniform(-1.0, 1.0, (batch_size, NUM_FRAMES, *input_hw, 3))
+  mfcc = rng.standard_normal((batch_size, MFCC_STEPS, NUM_MFCC))
+  return jnp.asarray(faces, jnp.float32), jnp.asarray(mfcc, jnp.float32)
