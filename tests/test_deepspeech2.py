@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from absl import logging
 from clu import parameter_overview
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from a2v_jax import losses
 from a2v_jax.models import deepspeech2
@@ -147,3 +148,22 @@ def test_greedy_decode_collapses_repeats_and_drops_blanks():
   paddings[0, -1] = 1.0
   assert vocab.decode_greedy(logits, paddings) == ["aab"]
   assert vocab.decode_greedy(logits) == ["aabz"]
+
+
+def test_sharded_jit_over_the_data_axis(tiny):
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  batch = NamedSharding(mesh, P("data"))
+  replicated = NamedSharding(mesh, P())
+  model, variables = tiny["model"], tiny["variables"]
+  windows = _windows(len(jax.devices()), 10, seed=7)
+  paddings = jnp.zeros(windows.shape[:2]).at[2, 6:].set(1.0)
+  sharded = jax.jit(lambda v, x, p: model.apply(v, x, paddings=p),
+                    in_shardings=(replicated, batch, batch),
+                    out_shardings=batch)
+  feats, logits = sharded(jax.device_put(variables, replicated),
+                          jax.device_put(windows, batch),
+                          jax.device_put(paddings, batch))
+  assert feats.sharding.is_equivalent_to(batch, feats.ndim)
+  assert logits.shape == (windows.shape[0], 10, vocab.VOCAB_SIZE)
+  feats1, _ = tiny["apply"](variables, windows[2:3], paddings[2:3])
+  np.testing.assert_allclose(feats[2], feats1[0], rtol=1e-4, atol=1e-4)

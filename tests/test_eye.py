@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from absl import logging
 from clu import parameter_overview
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from a2v_jax.models import eye
 
@@ -78,6 +79,17 @@ def test_batch_independence_range_and_finite_gradients():
       variables["params"])
   out1 = jax.jit(model.apply)(variables, faces[1:2])
   np.testing.assert_allclose(out1[0], out4[1], rtol=1e-4, atol=1e-5)
+
+  # Batch sharded over the 'data' axis of a mesh of all devices.
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  batch, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  (faces8,) = eye.make_example_inputs(len(jax.devices()), 128)
+  faces8 = faces8.at[5].set(faces[1])
+  out8 = jax.jit(model.apply, in_shardings=(replicated, batch),
+                 out_shardings=batch)(jax.device_put(variables, replicated),
+                                      jax.device_put(faces8, batch))
+  assert out8.sharding.is_equivalent_to(batch, out8.ndim)
+  np.testing.assert_allclose(out8[5], out1[0], rtol=1e-4, atol=1e-5)
   assert np.all((out4 >= 0) & (out4 <= 1))
   leaves = jax.tree_util.tree_leaves(grads)
   assert all(np.all(np.isfinite(g)) for g in leaves)
