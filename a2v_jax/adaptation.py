@@ -128,19 +128,42 @@ class Adapter:
 
     return jax.vmap(one)(params, opt_state, faces)
 
-  def _get_compiled(self, args):
-    """The step compiled ahead of time for these shapes, and compile time."""
-    leaves, treedef = jax.tree_util.tree_flatten(args)
+  def _init(self, params: Any, n: int):
+    """N copies of the generator params and their Adam states."""
+    stacked = jax.tree.map(lambda p: jnp.broadcast_to(p, (n,) + p.shape),
+                           params)
+    return stacked, jax.vmap(self.tx.init)(stacked)
+
+  @staticmethod
+  def _split(params: Any, n: int) -> list[Any]:
+    return [jax.tree.map(functools.partial(_take, i=i), params)
+            for i in range(n)]
+
+  def _get_compiled(self, params, others, faces, audio):
+    """(init, step, split) compiled ahead of time, and the compile time.
+
+    Compiled once per (networks, learning rate, N, shapes) per process and
+    shared by every Adapter, so every epoch costs only its compute.
+    """
+    n = faces.shape[0]
+    leaves, treedef = jax.tree_util.tree_flatten(
+        (params, others, faces, audio, self.perceptual_variables))
     key = (self.generator, self.perceptual, self.layer_weights,
-           self.learning_rate, str(treedef),
-           tuple((np.shape(x), str(np.asarray(x).dtype) if not hasattr(
-               x, "dtype") else str(x.dtype)) for x in leaves))
+           self.learning_rate, n, str(treedef),
+           tuple((np.shape(x), str(x.dtype)) for x in leaves))
     if key in _COMPILED:
       return _COMPILED[key], 0.0
     start = time.perf_counter()
-    step = jax.jit(self._step, donate_argnums=(0, 1)).lower(*args).compile()
-    _COMPILED[key] = step
-    return step, time.perf_counter() - start
+    init = jax.jit(functools.partial(self._init, n=n)).lower(params).compile()
+    stacked, opt_state = jax.eval_shape(functools.partial(self._init, n=n),
+                                        params)
+    step = jax.jit(self._step, donate_argnums=(0, 1)).lower(
+        stacked, opt_state, others, faces, audio,
+        self.perceptual_variables).compile()
+    split = jax.jit(functools.partial(self._split, n=n)).lower(
+        stacked).compile()
+    _COMPILED[key] = (init, step, split)
+    return _COMPILED[key], time.perf_counter() - start
 
   def adapt(self, generator_variables: Any, faces: np.ndarray,
             audio: np.ndarray, epochs: int = DEFAULT_EPOCHS,
@@ -162,13 +185,12 @@ class Adapter:
     faces = jnp.asarray(faces, jnp.float32)
     n = faces.shape[0]
     audio = jnp.asarray(audio, jnp.float32)
-    others = {k: v for k, v in generator_variables.items() if k != "params"}
-    params = jax.tree.map(
-        lambda p: jnp.broadcast_to(jnp.asarray(p), (n,) + np.shape(p)).copy(),
-        generator_variables["params"])
-    opt_state = jax.vmap(self.tx.init)(params)
-    args = (params, opt_state, others, faces, audio, self.perceptual_variables)
-    step, compile_s = self._get_compiled(args)
+    others = {k: jax.device_put(v) for k, v in generator_variables.items()
+              if k != "params"}
+    single = jax.device_put(generator_variables["params"])
+    (init, step, split), compile_s = self._get_compiled(single, others, faces,
+                                                        audio)
+    params, opt_state = init(single)
     history, epoch_s = [], []
     bar = tqdm.tqdm(total=epochs, desc=f"adapt {n} photo(s)", unit="epoch",
                     disable=not progress, leave=False)
@@ -182,8 +204,7 @@ class Adapter:
       bar.set_postfix(loss=float(value.mean()))
       bar.update()
     bar.close()
-    adapted = [{"params": jax.tree.map(functools.partial(_take, i=i), params),
-                **others} for i in range(n)]
+    adapted = [{"params": p, **others} for p in split(params)]
     stats = AdaptStats(num_identities=n, epochs=epochs, compile_s=compile_s,
                        epoch_s=tuple(epoch_s),
                        losses=np.asarray(history, np.float32).reshape(-1, n))

@@ -510,22 +510,30 @@ def export_from_workdir(workdir: str | os.PathLike, out_dir: str | os.PathLike,
                                         exported_step=meta.get("step")))
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training run to export.")
-_OUT = flags.DEFINE_string("out", None, "Export directory to write.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default newest).")
+def define_flags() -> None:
+  """Defines the command's flags (at start-up, not import: no clashes)."""
+  defined = flags.FLAGS
+  if "workdir" not in defined:
+    flags.DEFINE_string("workdir", None, "Training run to export.")
+  if "out" not in defined:
+    flags.DEFINE_string("out", None, "Export directory to write.")
+  if "step" not in defined:
+    flags.DEFINE_integer("step", None, "Checkpoint step (default newest).")
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not _WORKDIR.value or not _OUT.value:
+  fl = flags.FLAGS
+  if not fl.workdir or not fl.out:
     raise app.UsageError("pass --workdir=RUN and --out=EXPORT_DIR")
   try:
-    out = export_from_workdir(_WORKDIR.value, _OUT.value, _STEP.value)
+    out = export_from_workdir(fl.workdir, fl.out, fl.step)
   except ExportError as e:
     raise SystemExit(f"error: {e}") from None
   print(f"exported {out}")
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -38,27 +38,36 @@ from a2v_jax.audio import io as audio_io
 from a2v_jax.media import stream_writer
 from a2v_jax.media import video
 
-_MODEL = flags.DEFINE_string("model", None, "Export directory "
-                             "(python -m a2v_jax.export).")
-_IMAGE = flags.DEFINE_list("image", [], "Photo(s), comma-separated.")
-_AUDIO = flags.DEFINE_list("audio", [], "Audio file(s), comma-separated; any "
-                           "format ffmpeg reads.")
-_OUT = flags.DEFINE_list("out", [], "Output video(s) (.mp4), comma-separated.")
-_MANIFEST = flags.DEFINE_string("manifest", None, "CSV (image,audio,out) or "
-                                "JSONL file of requests.")
-_ADAPT_EPOCHS = flags.DEFINE_integer(
-    "adapt_epochs", 0, "One-shot adaptation epochs per photo (paper §5 uses "
-    "5; 0 = none).")
-_ADAPT_LR = flags.DEFINE_float("adapt_learning_rate",
-                               adaptation.DEFAULT_LEARNING_RATE,
-                               "Adam learning rate of the adaptation.")
-_ADAPT_BATCH = flags.DEFINE_integer(
-    "adapt_batch", 8, "Photos adapted together in one vmapped computation.")
-_PASTE_BACK = flags.DEFINE_bool("paste_back", False, "Paste the generated "
-                                "face back into the whole photo.")
-_CHUNK_FRAMES = flags.DEFINE_integer(
-    "chunk_frames", inference.DEFAULT_CHUNK_FRAMES,
-    "Frames generated per fixed-size chunk (memory vs speed).")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines the command's flags (once; called before app.run).
+
+  Not at import time, so that importing this module next to another command
+  (a2v_jax.export, a2v_jax.main) never defines a flag twice.
+  """
+  if "manifest" in FLAGS:
+    return
+  flags.DEFINE_string("model", None,
+                      "Export directory (python -m a2v_jax.export).")
+  flags.DEFINE_list("image", [], "Photo(s), comma-separated.")
+  flags.DEFINE_list("audio", [], "Audio file(s), comma-separated; any format "
+                    "ffmpeg reads.")
+  flags.DEFINE_list("out", [], "Output video(s) (.mp4), comma-separated.")
+  flags.DEFINE_string("manifest", None,
+                      "CSV (image,audio,out) or JSONL file of requests.")
+  flags.DEFINE_integer("adapt_epochs", 0, "One-shot adaptation epochs per "
+                       "photo (paper §5 uses 5; 0 = none).")
+  flags.DEFINE_float("adapt_learning_rate", adaptation.DEFAULT_LEARNING_RATE,
+                     "Adam learning rate of the adaptation.")
+  flags.DEFINE_integer("adapt_batch", 8, "Photos adapted together in one "
+                       "vmapped computation.")
+  flags.DEFINE_bool("paste_back", False,
+                    "Paste the generated face back into the whole photo.")
+  flags.DEFINE_integer("chunk_frames", inference.DEFAULT_CHUNK_FRAMES,
+                       "Frames generated per fixed-size chunk (memory vs "
+                       "speed).")
 
 
 class RequestError(ValueError):
@@ -218,21 +227,20 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    if not _MODEL.value:
+    if not FLAGS.model:
       raise RequestError("pass --model=EXPORT_DIR (written by python -m "
                          "a2v_jax.export)")
-    if _MANIFEST.value:
-      if _IMAGE.value or _AUDIO.value or _OUT.value:
+    if FLAGS.manifest:
+      if FLAGS.image or FLAGS.audio or FLAGS.out:
         raise RequestError("pass either --manifest or --image/--audio/--out,"
                            " not both")
-      requests = read_manifest(_MANIFEST.value)
+      requests = read_manifest(FLAGS.manifest)
     else:
-      requests = requests_from_lists(_IMAGE.value, _AUDIO.value, _OUT.value)
-    results = run(_MODEL.value, requests, adapt_epochs=_ADAPT_EPOCHS.value,
-                  adapt_learning_rate=_ADAPT_LR.value,
-                  adapt_batch=_ADAPT_BATCH.value,
-                  paste_back=_PASTE_BACK.value,
-                  chunk_frames=_CHUNK_FRAMES.value)
+      requests = requests_from_lists(FLAGS.image, FLAGS.audio, FLAGS.out)
+    results = run(FLAGS.model, requests, adapt_epochs=FLAGS.adapt_epochs,
+                  adapt_learning_rate=FLAGS.adapt_learning_rate,
+                  adapt_batch=FLAGS.adapt_batch, paste_back=FLAGS.paste_back,
+                  chunk_frames=FLAGS.chunk_frames)
   except _ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
@@ -244,4 +252,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
