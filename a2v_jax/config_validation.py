@@ -15,12 +15,12 @@ from typing import Any, Iterable
 import ml_collections
 
 from a2v_jax import curriculum
+from a2v_jax import losses
 
 TASKS = ('a2v', 'ds2_ctc', 'syncnet', 'eye')
 DATASETS = ('grid', 'lombard_grid', 'synthetic', 'random')
 CROPS = (64, 128, 256)
 AUDIO_FEATURES = ('mfcc', 'log_mel')
-GAN_MODES = ('hinge', 'lsgan', 'log')
 MISSING_PRETRAINED = ('error', 'pretrain', 'random')
 
 # config.model.<key> -> (module path, class name) of the network it sets up.
@@ -31,8 +31,10 @@ MODEL_CLASSES = {
     'syncnet': ('a2v_jax.models.syncnet', 'SyncNet'),
     'ds2': ('a2v_jax.models.deepspeech2', 'DeepSpeech2'),
     'eye': ('a2v_jax.models.eye', 'EyeLandmarkNet'),
-    'perceptual': ('a2v_jax.models.vgg', 'VGG16Features'),
 }
+# config.model.perceptual holds vgg.default_config() keys (arch, layers,
+# layer_weights, weights_path), not module attributes.
+_PERCEPTUAL_KEYS = ('arch', 'layers', 'layer_weights', 'weights_path')
 # flax.linen.Module bookkeeping fields, never set from a config.
 _MODULE_INTERNAL = ('parent', 'name')
 
@@ -90,18 +92,18 @@ def module_fields(key: str) -> tuple[str, ...]:
 
 def _check_models(config: Any) -> None:
   _check_keys('model.', {k: None for k in config.model.keys()},
-              {k: None for k in MODEL_CLASSES})
-  needed = ('ds2', 'syncnet', 'eye') if config.task != 'a2v' else tuple(
-      MODEL_CLASSES)
+              {k: None for k in (*MODEL_CLASSES, 'perceptual')})
+  needed = ('ds2', 'syncnet', 'eye') if config.task != 'a2v' else (
+      *MODEL_CLASSES, 'perceptual')
   for key in config.model.keys():
     if key not in needed:
       continue
-    valid = module_fields(key)
+    valid = (_PERCEPTUAL_KEYS if key == 'perceptual' else module_fields(key))
     for name in config.model[key].keys():
       if name not in valid:
         raise ConfigError(
-            f'config.model.{key}.{name} is not an attribute of '
-            f'{MODEL_CLASSES[key][1]}; valid names: {_choices(valid)}')
+            f'config.model.{key}.{name} is not a setting of that network; '
+            f'valid names: {_choices(valid)}')
 
 
 def _check_curriculum(c: Any) -> None:
@@ -143,7 +145,7 @@ def validate_config(config: Any) -> None:
   if d.name != 'random':
     _check_choice('dataset.crop', d.crop, CROPS)
   _check_choice('dataset.audio_features', d.audio_features, AUDIO_FEATURES)
-  _check_choice('loss.gan_mode', config.loss.gan_mode, GAN_MODES)
+  _check_choice('loss.gan_mode', config.loss.gan_mode, losses.GAN_MODES)
   _check_choice('pretrained.missing', config.pretrained.missing,
                 MISSING_PRETRAINED)
   for key in ('batch_size', 'log_every_steps', 'ckpt_every_steps',

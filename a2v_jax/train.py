@@ -1,0 +1,654 @@
+"""OneShotA2V training: networks, the GAN train step and the training loop.
+
+One jitted function does a whole GAN step (paper §4): the generator makes every
+frame of the batch's windows from (reference, audio features of that frame),
+the generator is updated against all its loss terms, then each discriminator
+(frame, temporal, sync) is updated on real vs generated frames. The loss
+weights of the curriculum phase come in as a float32 vector argument, so a
+phase change reuses the compiled step.
+
+Data parallelism: one `jax.jit` over a Mesh with a 'data' axis; the batch is
+sharded along it, the state is replicated and donated. The same code runs on
+one CPU, on simulated devices and on N hosts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import os
+import time
+from typing import Any
+
+from absl import logging
+import jax
+from jax import lax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import ml_collections
+import numpy as np
+
+from a2v_jax import checkpointing
+from a2v_jax import config_validation
+from a2v_jax import curriculum
+from a2v_jax import losses
+from a2v_jax import metrics_writer
+from a2v_jax import train_state as train_state_lib
+from a2v_jax.models import deepspeech2
+from a2v_jax.models import eye
+from a2v_jax.models import patchgan
+from a2v_jax.models import spade
+from a2v_jax.models import syncnet
+from a2v_jax.models import temporal
+from a2v_jax.models import vgg
+
+# Incremented each time `train_step` is traced: a phase change must not add
+# a trace (tests read it; the loop logs it).
+TRAIN_STEP_TRACES = 0
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss term became NaN or Inf; the run stops."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Networks:
+  """The flax modules of one run (no parameters)."""
+  generator: spade.SPADEGenerator
+  frame_d: patchgan.MultiScalePatchGAN
+  temporal_d: temporal.MultiScaleTemporalDiscriminator
+  syncnet: syncnet.SyncNet
+  ds2: deepspeech2.DeepSpeech2
+  eye: eye.EyeLandmarkNet
+  perceptual: vgg.VGG
+  perceptual_layer_weights: tuple[float, ...]
+
+
+def create_networks(config: ml_collections.ConfigDict) -> Networks:
+  """Builds every module from `config.model` (attributes, see common.py)."""
+  m = config.model
+  pcfg = vgg.default_config()
+  pcfg.update(dict(m.perceptual))
+  return Networks(
+      generator=spade.SPADEGenerator(**dict(m.generator)),
+      frame_d=patchgan.MultiScalePatchGAN(**dict(m.frame_d)),
+      temporal_d=temporal.MultiScaleTemporalDiscriminator(**dict(m.temporal_d)),
+      syncnet=syncnet.SyncNet(**dict(m.syncnet)),
+      ds2=deepspeech2.DeepSpeech2(**dict(m.ds2)),
+      eye=eye.EyeLandmarkNet(**dict(m.eye)),
+      perceptual=vgg.create_model(pcfg),
+      perceptual_layer_weights=tuple(pcfg.layer_weights),
+  )
+
+
+def _takes_update_stats(module) -> bool:
+  return 'update_stats' in inspect.signature(module.__call__).parameters
+
+
+def apply_net(module, variables, *args, update_stats: bool = False):
+  """Applies `module`; returns (outputs, non-'params' collections after).
+
+  Spectral-norm modules keep power-iteration vectors in 'batch_stats'; they
+  advance only when `update_stats` is True (the networks' own update step).
+  """
+  extra = [k for k in variables if k != 'params']
+  if extra and _takes_update_stats(module):
+    out, mutated = module.apply(variables, *args, update_stats=update_stats,
+                                mutable=extra)
+    return out, dict(mutated)
+  kwargs = {'update_stats': False} if _takes_update_stats(module) else {}
+  return module.apply(variables, *args, **kwargs), {
+      k: variables[k] for k in extra}
+
+
+def sync_window(num_frames: int) -> tuple[int, int]:
+  """(first frame, centre frame) of the 5-frame SyncNet window in T frames."""
+  centre = num_frames // 2
+  return max(0, centre - syncnet.NUM_FRAMES // 2), centre
+
+
+def generate_frames(nets: Networks, g_vars, ds2_vars, reference, mfcc,
+                    update_stats: bool = False):
+  """Generates every frame of a window, one SPADE call per frame.
+
+  Args:
+    reference: [B, H, W, 3] float32 in [-1, 1].
+    mfcc: [B, T, 20, 13] float32 windows (one per frame).
+
+  Returns:
+    (frames [B, T, H, W, 3] float32 in [-1, 1], audio features [B, T, D],
+     generator collections after the call).
+  """
+  b, t = mfcc.shape[:2]
+  feats, _ = nets.ds2.apply(ds2_vars, mfcc, train=False)
+  feats = lax.stop_gradient(feats)
+  h, w = reference.shape[1:3]
+  ref = jnp.broadcast_to(reference[:, None], (b, t, h, w, 3))
+  out, collections = apply_net(
+      nets.generator, g_vars, ref.reshape(b * t, h, w, 3),
+      feats.reshape(b * t, -1), update_stats=update_stats)
+  return out.reshape(b, t, h, w, 3), feats, collections
+
+
+def _gated(enabled, weight, fn):
+  """fn() -> (loss, parts) when weight > 0, else zeros of the same structure.
+
+  With `enabled` False the term is always computed (and weighted by 0 when
+  inactive); lax.cond keeps one compiled step for every phase either way.
+  """
+  if not enabled:
+    return fn()
+  zeros = lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                               jax.eval_shape(fn))
+  return lax.cond(weight > 0, fn, zeros)
+
+
+def train_step(nets: Networks, config: ml_collections.ConfigDict,
+               state: train_state_lib.TrainState, batch: dict[str, jax.Array],
+               weights: jax.Array, frozen: dict[str, Any]):
+  """One GAN step: a generator update, then one update per discriminator.
+
+  Args:
+    nets: the modules (static).
+    config: the run config (static; read for loss options only).
+    state: the TrainState (donated).
+    batch: loader batch (see a2v_jax.data.pipeline), sharded on 'data'.
+    weights: float32 [len(curriculum.LOSS_TERMS)], the phase's loss weights.
+    frozen: variables of the frozen networks {'ds2', 'eye', 'perceptual'}.
+
+  Returns:
+    (new state, metrics): metrics['terms'][name] is the unweighted value of
+    every loss term, metrics['weighted'][name] its weighted value (NaN when
+    the term or its weight is not finite), plus discriminator losses.
+
+  The generator and its discriminator updates share one generator forward
+  (jax.vjp, as in MAGVIT): the generator loss is differentiated w.r.t. the
+  generated frames and pulled back through the saved vjp. The generator is
+  scored by the discriminators' parameters before their update, and each
+  discriminator then trains on those same (stop-gradient) frames.
+  Expensive phase-2/3 terms run under lax.cond(weight > 0) when
+  config.loss.gate_inactive_terms: no `if` on the phase, no recompilation,
+  and inactive terms cost nothing. A discriminator whose terms all have
+  weight 0 keeps its parameters and optimiser state unchanged.
+  """
+  global TRAIN_STEP_TRACES
+  TRAIN_STEP_TRACES += 1
+  lc = config.loss
+  gate = bool(lc.gate_inactive_terms)
+  w = {name: weights[i] for i, name in enumerate(curriculum.LOSS_TERMS)}
+  rng = jax.random.fold_in(state.rng, state.step)
+  real = batch['frames']
+  b, t, h, wd, _ = real.shape
+  mfcc = batch['mfcc']
+  s0, centre = sync_window(t)
+  sync_hw = tuple(nets.syncnet.input_hw)
+  real_flat = real.reshape(b * t, h, wd, 3)
+
+  g_other = {k: v for k, v in state.g_params.items() if k != 'params'}
+
+  def generate(g_params):
+    fake, feats, coll = generate_frames(
+        nets, {'params': g_params, **g_other}, frozen['ds2'],
+        batch['reference'], mfcc, update_stats=True)
+    return fake, (feats, coll)
+
+  fake, g_vjp, (feats, g_coll) = jax.vjp(
+      generate, state.g_params['params'], has_aux=True)
+  feats = lax.stop_gradient(feats)
+  d_vars = state.d_params
+  real_frame_out = lax.stop_gradient(
+      apply_net(nets.frame_d, d_vars['frame'], real_flat)[0])
+  sync_real_faces = syncnet.lower_half(real[:, s0:s0 + 5], sync_hw)
+  mfcc_centre = mfcc[:, centre]
+
+  def g_loss_fn(fake):
+    fake_flat = fake.reshape(b * t, h, wd, 3)
+    out = {}
+    fake_out = apply_net(nets.frame_d, d_vars['frame'], fake_flat)[0]
+    out['adversarial'] = losses.generator_adversarial_loss(
+        fake_out, lc.gan_mode)
+    out['feature_matching'] = losses.feature_matching_loss(
+        real_frame_out, fake_out)
+
+    def perceptual():
+      pv = frozen['perceptual']
+      return losses.perceptual_loss(
+          nets.perceptual.apply(pv, real_flat),
+          nets.perceptual.apply(pv, fake_flat),
+          nets.perceptual_layer_weights, nets.perceptual.layers)
+    out['perceptual'] = _gated(gate, w['perceptual'], perceptual)
+    out['temporal_adversarial'] = _gated(
+        gate, w['temporal_adversarial'], lambda: losses.temporal_generator_loss(
+            apply_net(nets.temporal_d, d_vars['temporal'], fake, feats)[0],
+            lc.gan_mode))
+
+    def contrastive():
+      v, a = apply_net(nets.syncnet, d_vars['sync'], syncnet.lower_half(
+          fake[:, s0:s0 + 5], sync_hw), mfcc_centre)[0]
+      return losses.contrastive_loss(v, a, jnp.ones([b]),
+                                     lc.contrastive_margin)
+    out['contrastive'] = _gated(gate, w['contrastive'], contrastive)
+    out['reconstruction'] = losses.lower_half_l1_loss(real, fake)
+
+    def blink():
+      eyes = lambda x: apply_net(nets.eye, frozen['eye'], x)[0]
+      return losses.blink_loss(eyes(real_flat), eyes(fake_flat))
+    out['blink'] = _gated(gate, w['blink'], blink)
+    terms = {k: v[0] for k, v in out.items()}
+    parts = {f'{k}/{p}': v for k, (_, ps) in out.items() for p, v in ps.items()}
+    total = sum(w[k] * terms[k] for k in curriculum.LOSS_TERMS)
+    return total, (terms, parts)
+
+  (g_total, (terms, parts)), g_fake_grad = jax.value_and_grad(
+      g_loss_fn, has_aux=True)(fake)
+  (g_grads,) = g_vjp(g_fake_grad)
+  g_updates, g_opt_state = state.g_tx.update(
+      g_grads, state.g_opt_state, state.g_params['params'])
+  g_params_new = jax.tree.map(jnp.add, state.g_params['params'], g_updates)
+  new_g = {'params': g_params_new, **g_coll}
+  ema = train_state_lib.update_ema(
+      state.ema_g_params['params'], g_params_new, config.ema_decay)
+  new_ema = {'params': ema, **g_coll}
+
+  # Discriminators: each on real vs the generated frames above.
+  fake_sg = lax.stop_gradient(fake)
+  fake_flat_sg = fake_sg.reshape(b * t, h, wd, 3)
+  sync_fake_faces = syncnet.lower_half(fake_sg[:, s0:s0 + 5], sync_hw)
+  shift = jax.random.randint(rng, [], 1, max(2, b))
+  mfcc_other = jnp.roll(mfcc_centre, shift, axis=0)  # another clip's audio
+
+  def frame_loss(p, coll):
+    v = {'params': p, **coll}
+    r, coll = apply_net(nets.frame_d, v, real_flat, update_stats=True)
+    f, coll = apply_net(nets.frame_d, {'params': p, **coll}, fake_flat_sg,
+                        update_stats=True)
+    return losses.discriminator_loss(r, f, lc.gan_mode)[0], coll
+
+  def temporal_loss(p, coll):
+    v = {'params': p, **coll}
+    r, coll = apply_net(nets.temporal_d, v, real, feats, update_stats=True)
+    f, coll = apply_net(nets.temporal_d, {'params': p, **coll}, fake_sg, feats,
+                        update_stats=True)
+    return losses.temporal_discriminator_loss(r, f, lc.gan_mode)[0], coll
+
+  def sync_loss(p, coll):
+    v = {'params': p, **coll}
+    faces = jnp.concatenate([sync_real_faces, sync_fake_faces,
+                             sync_real_faces])
+    audio = jnp.concatenate([mfcc_centre, mfcc_centre, mfcc_other])
+    labels = jnp.concatenate([jnp.ones([b]), jnp.zeros([b]), jnp.zeros([b])])
+    (ve, ae), coll = apply_net(nets.syncnet, v, faces, audio)
+    return losses.contrastive_loss(ve, ae, labels,
+                                   lc.contrastive_margin)[0], coll
+
+  d_losses, new_d_params, new_d_opt = {}, {}, {}
+  for name, loss_fn in (('frame', frame_loss), ('temporal', temporal_loss),
+                        ('sync', sync_loss)):
+    active = sum(w[k] for k in curriculum.DISCRIMINATOR_TERMS[name]) > 0
+    dv = d_vars[name]
+    coll = {k: v for k, v in dv.items() if k != 'params'}
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def run(dv=dv, coll=coll, grad_fn=grad_fn):
+      return grad_fn(dv['params'], coll)
+
+    def skip(dv=dv, coll=coll):
+      return (jnp.zeros([], jnp.float32), coll), jax.tree.map(
+          jnp.zeros_like, dv['params'])
+    (d_loss, d_coll), d_grads = lax.cond(active, run, skip) if gate else run()
+    upd, opt = state.d_tx.update(d_grads, state.d_opt_state[name], dv['params'])
+    updated = {'params': jax.tree.map(jnp.add, dv['params'], upd), **d_coll}
+    keep = lambda new, old: jax.tree.map(
+        lambda n, o: jnp.where(active, n, o), new, old)
+    new_d_params[name] = keep(updated, dv)
+    new_d_opt[name] = keep(opt, state.d_opt_state[name])
+    d_losses[name] = d_loss
+
+  new_state = state.replace(
+      step=state.step + 1, g_params=new_g, g_opt_state=g_opt_state,
+      ema_g_params=new_ema, d_params=new_d_params, d_opt_state=new_d_opt)
+  metrics = {
+      'terms': terms,
+      'weighted': {k: w[k] * terms[k] for k in curriculum.LOSS_TERMS},
+      'parts': parts,
+      'g_total': g_total,
+      'd_loss': d_losses,
+  }
+  return new_state, metrics
+
+
+def init_variables(nets: Networks, rng: jax.Array, example: dict[str, Any]):
+  """Random variables of every network for a batch shaped like `example`."""
+  keys = dict(zip(('g', 'frame', 'temporal', 'sync', 'ds2', 'eye'),
+                  jax.random.split(rng, 6)))
+  ref = jnp.asarray(example['reference'])
+  frames = jnp.asarray(example['frames'])
+  mfcc = jnp.asarray(example['mfcc'])
+  b, t = mfcc.shape[:2]
+  ds2_vars = nets.ds2.init(keys['ds2'], mfcc, train=False)
+  feats = jax.eval_shape(lambda: nets.ds2.apply(ds2_vars, mfcc)[0])
+  feats = jnp.zeros(feats.shape, feats.dtype)
+  g_vars = nets.generator.init(keys['g'], ref, feats[:, 0])
+  s0, centre = sync_window(t)
+  faces = syncnet.lower_half(frames[:, s0:s0 + 5], nets.syncnet.input_hw)
+  d_vars = {
+      'frame': nets.frame_d.init(keys['frame'], frames[:, 0]),
+      'temporal': nets.temporal_d.init(keys['temporal'], frames, feats),
+      'sync': nets.syncnet.init(keys['sync'], faces, mfcc[:, centre]),
+  }
+  eye_vars = nets.eye.init(keys['eye'], frames[:, 0])
+  return g_vars, d_vars, ds2_vars, eye_vars
+
+
+def create_train_state(config, nets: Networks, example: dict[str, Any],
+                       steps_per_epoch: int, pretrained: dict[str, Any]
+                       ) -> tuple[train_state_lib.TrainState, dict[str, Any]]:
+  """A fresh TrainState plus the frozen networks' variables.
+
+  Args:
+    config: the run config.
+    nets: from `create_networks`.
+    example: a batch (numpy) fixing the shapes.
+    steps_per_epoch: for the learning-rate schedule.
+    pretrained: {'ds2', 'syncnet', 'eye'} -> variables or None (random init).
+
+  Returns:
+    (state, frozen) on the host's default device.
+  """
+  rng = jax.random.PRNGKey(config.seed)
+  init_rng, state_rng = jax.random.split(rng)
+  # One compiled init instead of hundreds of eagerly dispatched ops.
+  g_vars, d_vars, ds2_vars, eye_vars = jax.jit(
+      functools.partial(init_variables, nets))(
+          init_rng, {k: example[k] for k in ('frames', 'reference', 'mfcc')})
+  if pretrained.get('syncnet') is not None:
+    d_vars['sync'] = pretrained['syncnet']
+  tx = train_state_lib.create_optimizer(config.optimizer, steps_per_epoch)
+  state = train_state_lib.TrainState.create(
+      rng=state_rng, g_params=g_vars, d_params=d_vars, g_tx=tx, d_tx=tx)
+  _, perceptual_vars = vgg.load_perceptual_network(_perceptual_cfg(config))
+  frozen = {
+      'ds2': pretrained.get('ds2') or ds2_vars,
+      'eye': pretrained.get('eye') or eye_vars,
+      'perceptual': perceptual_vars,
+  }
+  return state, frozen
+
+
+def _perceptual_cfg(config):
+  pcfg = vgg.default_config()
+  pcfg.update(dict(config.model.perceptual))
+  return pcfg
+
+
+def create_mesh() -> Mesh:
+  """A 1-D mesh over every device of every process, axis 'data'."""
+  return Mesh(np.asarray(jax.devices()), ('data',))
+
+
+def jit_train_step(nets: Networks, config, mesh: Mesh):
+  """The sharded, donated train step: (state, batch, weights, frozen)."""
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P('data'))
+  return jax.jit(
+      functools.partial(train_step, nets, config),
+      in_shardings=(replicated, batch_sharding, replicated, replicated),
+      out_shardings=(replicated, replicated),
+      donate_argnums=0)
+
+
+def check_finite(metrics: dict[str, Any], step: int,
+                 checkpointer: checkpointing.Checkpointer | None) -> None:
+  """Raises NonFiniteLossError naming the step and the first bad term."""
+  values = [('weighted ' + k, v) for k, v in metrics['weighted'].items()]
+  values += list(metrics['terms'].items())
+  values += [(f'discriminator {k}', v) for k, v in metrics['d_loss'].items()]
+  for name, value in values:
+    if not np.isfinite(value):
+      last = None
+      if checkpointer is not None:
+        checkpointer.wait_until_finished()
+        last = checkpointer.latest_step()
+      raise NonFiniteLossError(
+          f'loss term {name!r} is {float(value)} at step {step}; stopping. '
+          f'The last good checkpoint (step {last}) is untouched; lower the '
+          f'learning rate or the term\'s weight and resume.')
+
+
+def load_pretrained(config, workdir: str) -> dict[str, Any]:
+  """Variables of the frozen helper networks, by `config.pretrained` path.
+
+  Returns:
+    {'ds2', 'syncnet', 'eye'} -> variables, or None for random init.
+  """
+  out = {}
+  for name in ('ds2', 'syncnet', 'eye'):
+    path = config.pretrained[f'{name}_ckpt']
+    mode = config.pretrained.missing
+    if not path and mode == 'pretrain':
+      path = os.path.join(workdir, 'pretrained', name)
+      if not os.path.isdir(path) or checkpointing.Checkpointer(
+          path).latest_step() is None:
+        from a2v_jax import pretrain  # pylint: disable=g-import-not-at-top
+        pretrain.pretrain_helper(name, config, path)
+    if not path:
+      if mode == 'error':
+        raise config_validation.ConfigError(
+            f'config.pretrained.{name}_ckpt is empty; pretrain it with '
+            f'configs/{ {"ds2": "ds2_ctc"}.get(name, name)}_grid.py and give '
+            f'its workdir/checkpoints path, or set pretrained.missing to '
+            f"'pretrain' or 'random'")
+      logging.warning('No pretrained %s: random init (smoke test only).', name)
+      out[name] = None
+      continue
+    tree, _ = checkpointing.load_state_tree(path)
+    out[name] = tree['variables']  # what pretrain.py saves
+  return out
+
+
+def _abstract(tree, sharding):
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def _init_from(state, path: str):
+  """Copies G, the EMA and the discriminators from another run's checkpoint.
+
+  Optimiser states and the step start afresh (a new phase, a new schedule).
+  """
+  tree, meta = checkpointing.load_state_tree(path)
+  logging.info('Initialising from %s (phase %s).', path,
+               meta.get('curriculum', {}).get('phase'))
+  cast = lambda ref, new: jax.tree.map(
+      lambda r, n: jnp.asarray(n, r.dtype).reshape(r.shape), ref, new)
+  d_params = dict(state.d_params)
+  for name in state.d_params:
+    d_params[name] = cast(state.d_params[name], tree['d_params'][name])
+  return state.replace(
+      g_params=cast(state.g_params, tree['g_params']),
+      ema_g_params=cast(state.ema_g_params, tree['ema_g_params']),
+      d_params=d_params)
+
+
+def _put_batch(batch, sharding, audio_features: str):
+  """Global arrays from this process's batch; the audio windows go under
+  'mfcc' whichever features they are."""
+  host = {'frames': batch['frames'], 'reference': batch['reference'],
+          'mfcc': batch[audio_features]}
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in host.items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  """Trains (resuming from `workdir` if it has a checkpoint).
+
+  Returns:
+    The final TrainState.
+  """
+  config_validation.validate_config(config)
+  if config.task != 'a2v':
+    from a2v_jax import pretrain  # pylint: disable=g-import-not-at-top
+    return pretrain.train_and_evaluate(config, workdir)
+  from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
+  from a2v_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  mesh = create_mesh()
+  if config.batch_size % jax.device_count():
+    raise config_validation.ConfigError(
+        f'config.batch_size={config.batch_size} must be a multiple of the '
+        f'{jax.device_count()} devices')
+  d = config.dataset
+  source = data_sources.create_source(config, workdir, d.split)
+  steps_per_epoch = config.optimizer.steps_per_epoch
+  if steps_per_epoch <= 0:
+    steps_per_epoch = max(1, len(source) // config.batch_size)
+  num_steps = config.num_train_steps
+  if num_steps <= 0:
+    num_steps = int((config.optimizer.constant_epochs
+                     + config.optimizer.decay_epochs) * steps_per_epoch)
+  loader_kwargs = dict(
+      batch_size=config.batch_size // jax.process_count(),
+      num_frames=d.num_frames, seed=config.seed, shuffle=True,
+      num_epochs=None, worker_count=d.worker_count,
+      shard_index=jax.process_index(), shard_count=jax.process_count(),
+      audio_features=d.audio_features)
+  data_iter = iter(pipeline.create_loader(source, **loader_kwargs))
+  example = next(iter(pipeline.create_loader(source, **loader_kwargs)))
+
+  nets = create_networks(config)
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P('data'))
+  example = {'frames': example['frames'], 'reference': example['reference'],
+             'mfcc': example[d.audio_features]}
+  state, frozen = create_train_state(
+      config, nets, example, steps_per_epoch, load_pretrained(config, workdir))
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                    max_to_keep=config.max_to_keep)
+  controller = curriculum.PhaseController.from_config(config.curriculum)
+  latest = ckpt.latest_step()
+  if latest is not None:
+    state, meta = ckpt.restore(latest, _abstract(state, replicated), data_iter)
+    controller.load_state_dict(meta['curriculum'])
+    logging.info('Resuming at step %d, phase %d.', latest, controller.phase)
+  else:
+    if config.init_from:
+      state = _init_from(state, config.init_from)
+    state = jax.device_put(state, replicated)
+  frozen = jax.device_put(frozen, replicated)
+  step_fn = jit_train_step(nets, config, mesh)
+  writer = metrics_writer.MetricsWriter(os.path.join(workdir, 'tensorboard'))
+  schedule = train_state_lib.create_learning_rate_schedule(
+      config.optimizer, steps_per_epoch)
+  sampler = _Sampler(config, nets, workdir, writer)
+  frames_per_step = config.batch_size * d.num_frames
+
+  start = int(jax.device_get(state.step))
+  logging.info('Training steps %d..%d (%d steps/epoch, global batch %d, %d '
+               'devices), phase %d.', start, num_steps, steps_per_epoch,
+               config.batch_size, jax.device_count(), controller.phase)
+  traces_before = TRAIN_STEP_TRACES
+  t_last, step_last = time.time(), start
+  try:
+    for step in range(start, num_steps):
+      host_batch = next(data_iter)
+      batch = _put_batch(host_batch, batch_sharding, d.audio_features)
+      weights = curriculum.phase_weights(config.curriculum, controller.phase)
+      if config.debug.nan_term and step + 1 == config.debug.nan_at_step:
+        weights = weights.copy()
+        weights[curriculum.term_index(config.debug.nan_term)] = np.nan
+      state, metrics = step_fn(state, batch, weights, frozen)
+      metrics = jax.device_get(metrics)
+      done = step + 1
+      check_finite(metrics, done, ckpt)
+      phase_before = controller.phase
+      advanced = controller.update(done, weights, metrics['terms'])
+      if done % config.log_every_steps == 0 or done == num_steps or advanced:
+        now = time.time()
+        rate = (done - step_last) / max(now - t_last, 1e-9)
+        t_last, step_last = now, done
+        _log_progress(done, num_steps, phase_before, rate,
+                      rate * frames_per_step, metrics)
+        scalars = {f'loss/{k}': v for k, v in metrics['terms'].items()}
+        scalars.update({f'loss_parts/{k}': v
+                        for k, v in metrics['parts'].items()})
+        scalars.update({f'loss_weighted/{k}': v
+                        for k, v in metrics['weighted'].items()})
+        scalars.update({f'd_loss/{k}': v for k, v in metrics['d_loss'].items()})
+        lr = float(schedule(done - 1))
+        scalars.update({'g_total': metrics['g_total'], 'lr/generator': lr,
+                        'lr/discriminators': lr, 'curriculum/phase':
+                        controller.phase, 'throughput/steps_per_s': rate,
+                        'throughput/frames_per_s': rate * frames_per_step})
+        writer.write_scalars(done, scalars)
+      if done % config.sample_every_steps == 0 or done == num_steps:
+        sampler.write(done, state, frozen, host_batch)
+      if (done % config.ckpt_every_steps == 0 or done == num_steps
+          or advanced):
+        ckpt.save(done, state, {
+            'config': config.to_dict(), 'step': done,
+            'curriculum': controller.state_dict(),
+            'phase': controller.phase, 'phase_reason': controller.reason,
+        }, data_iter)
+  finally:
+    ckpt.close()
+    writer.close()
+  retraces = TRAIN_STEP_TRACES - traces_before
+  logging.info('Done at step %d, phase %d; the train step was traced %d '
+               'time(s).', num_steps, controller.phase, retraces)
+  return state
+
+
+def _log_progress(step, num_steps, phase, steps_per_s, frames_per_s, metrics):
+  eta = (num_steps - step) / max(steps_per_s, 1e-9)
+  terms = ' '.join(f'{k}={float(v):.3f}' for k, v in metrics['terms'].items()
+                   if metrics['weighted'][k] != 0)
+  d = ' '.join(f'D_{k}={float(v):.3f}' for k, v in metrics['d_loss'].items())
+  logging.info('step %d/%d | phase %d | %.2f steps/s %.1f frames/s | ETA '
+               '%dh%02dm%02ds | %s | %s', step, num_steps, phase, steps_per_s,
+               frames_per_s, eta // 3600, eta % 3600 // 60, eta % 60, terms, d)
+
+
+class _Sampler:
+  """Writes an image grid (reference / real / generated) and a clip."""
+
+  def __init__(self, config, nets: Networks, workdir: str, writer):
+    self.config, self.nets, self.writer = config, nets, writer
+    self.workdir = workdir
+    self._clip = None
+    self._generate = jax.jit(functools.partial(generate_frames, nets))
+
+  def _frames(self, state, frozen, reference, windows):
+    return np.asarray(self._generate(
+        jax.device_get(state.ema_g_params), jax.device_get(frozen['ds2']),
+        jnp.asarray(reference), jnp.asarray(windows))[0])
+
+  def write(self, step, state, frozen, host_batch):
+    if not self.writer.enabled:
+      return
+    n = min(4, len(host_batch['reference']))
+    ref, real = host_batch['reference'][:n], host_batch['frames'][:n]
+    fake = self._frames(state, frozen, ref,
+                        host_batch[self.config.dataset.audio_features][:n])
+    mid = real.shape[1] // 2
+    grid = metrics_writer.make_grid({'reference': ref, 'real': real[:, mid],
+                                     'generated': fake[:, mid]})
+    self.writer.write_images(step, {'samples/reference_real_generated': grid})
+    try:
+      if self._clip is None:
+        from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
+        source = data_sources.create_source(
+            self.config, self.workdir, self.config.dataset.eval_split)
+        self._clip = data_sources.load_clip(
+            source, 0, self.config.sample_clip_frames,
+            self.config.dataset.audio_features)
+      clip = self._clip
+      frames = self._frames(state, frozen, clip['frames'][:1],
+                            clip['features'][None])[0]
+      self.writer.write_clip(step, 'samples/clip',
+                             metrics_writer.to_uint8(frames), clip['fps'],
+                             clip['audio'])
+    except (OSError, ValueError, IndexError) as e:
+      logging.warning('No sample clip at step %d: %s', step, e)
+    self.writer.flush()

@@ -1,0 +1,48 @@
+"""The embedded default: all three phases on the synthetic corpus, CPU-sized.
+
+  python -m a2v_jax.main --config=configs/synthetic.py --workdir=runs/demo
+
+Needs nothing downloaded: the synthetic GRID-layout corpus is generated and
+built on first use (beside the workdir), the helper networks (DeepSpeech2,
+SyncNet, eye landmarks) are pretrained into <workdir>/pretrained/ or reused,
+then the curriculum runs phase 1 -> 2 -> 3, advancing at fixed steps.
+64x64 crops and narrow networks keep it to about 15 minutes on 2 CPU cores.
+`:runlocal` gives a seconds-long smoke run on in-memory noise clips.
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+  """arg: None or 'runlocal'."""
+  c = common.get_config()
+  c.dataset.update(dict(name='synthetic', crop=64, num_frames=5, split='train',
+                        eval_split='val', synthetic_speakers=3,
+                        synthetic_utterances=20))
+  c.batch_size = 8
+  c.num_train_steps = 1500
+  # Short schedule: constant for the first 2/3 of the run, then decay to 0.
+  c.optimizer.steps_per_epoch = 10
+  c.optimizer.constant_epochs = 100.0
+  c.optimizer.decay_epochs = 50.0
+  c.ema_decay = 0.99
+  c.model.generator = dict(ngf=8, num_upsampling_layers='normal',
+                           spectral_norm=True, spade_hidden=32)
+  c.model.frame_d = dict(common.NARROW_FRAME_D)
+  c.model.temporal_d = dict(common.NARROW_TEMPORAL_D)
+  c.model.syncnet = dict(input_hw=(64, 64), width=0.125, embed_dim=128)
+  c.model.ds2 = dict(conv_features=(16, 16), rnn_hidden=64, rnn_layers=2)
+  c.model.eye = dict(input_size=32, features=(16, 32, 32), hidden=64)
+  c.model.perceptual = dict(layers=('relu1_2', 'relu2_2', 'relu3_3'),
+                            layer_weights=(1.0 / 8, 1.0 / 4, 1.0))
+  c.curriculum.update(dict(start_phase=1, last_phase=3, advance='steps',
+                           phase_start_steps=(600, 1200)))
+  c.pretrained.missing = 'pretrain'
+  c.log_every_steps = 25
+  c.ckpt_every_steps = 250
+  c.sample_every_steps = 250
+  if arg == 'runlocal':
+    common.apply_runlocal(c)
+  elif arg:
+    raise ValueError(f'unknown config variant {arg!r}; valid: runlocal')
+  return c
