@@ -14,6 +14,32 @@ from a2v_jax.models import spade
 AUDIO_DIM = 8
 
 
+
+def numpy_init(model, *args, seed: int = 0, **kwargs):
+  """Variables of model.init with values drawn by NumPy.
+
+  Un-optimised XLA (the conftest's jax_disable_most_optimizations) takes
+  about 0.2 s to compile each threefry draw, and a generator holds ~150 of
+  them, so tests draw the same shapes on the host: kernels U(+-1/sqrt(fan_in)),
+  biases U(+-0.1), spectral-norm vectors normalised Gaussians.
+  """
+  shapes = jax.eval_shape(
+      lambda: model.init(jax.random.PRNGKey(seed), *args, **kwargs))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path[-1:])
+    if "kernel" in name:
+      bound = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]))
+      return jnp.asarray(rng.uniform(-bound, bound, leaf.shape), leaf.dtype)
+    if "'u'" in name:
+      u = rng.standard_normal(leaf.shape)
+      return jnp.asarray(u / np.linalg.norm(u), leaf.dtype)
+    return jnp.asarray(rng.uniform(-0.1, 0.1, leaf.shape), leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
 def tiny_generator(**overrides) -> spade.SPADEGenerator:
   config = dict(spade.default_config(ngf=2))
   config.update(spade_hidden=8)
@@ -22,10 +48,10 @@ def tiny_generator(**overrides) -> spade.SPADEGenerator:
 
 
 def make_inputs(batch: int, size: int, seed: int = 0):
-  k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-  reference = jax.random.uniform(k1, (batch, size, size, 3), minval=-1, maxval=1)
-  audio = jax.random.normal(k2, (batch, AUDIO_DIM))
-  return reference, audio
+  rng = np.random.default_rng(seed)
+  reference = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+  audio = rng.standard_normal((batch, AUDIO_DIM)).astype(np.float32)
+  return jnp.asarray(reference), jnp.asarray(audio)
 
 
 def count_params(model, *args) -> int:
@@ -49,39 +75,45 @@ def test_nvlabs_reference_exact_parameter_count():
   assert count_params(model, jnp.zeros((1, 128, 128, 3)), None) == 92_059_587
 
 
-@pytest.mark.parametrize("size", [128, 256])
-def test_output_shape_and_range(size):
+@pytest.fixture(scope="module")
+def tiny_batch4():
+  """Tiny generator, its variables, a 128x128 batch of 4 and its jit output."""
   model = tiny_generator()
-  reference, audio = make_inputs(2, size)
-  variables = model.init(jax.random.PRNGKey(0), reference, audio)
+  reference, audio = make_inputs(4, 128)
+  variables = numpy_init(model, reference, audio)
   out = jax.jit(model.apply)(variables, reference, audio)
-  assert out.shape == (2, size, size, 3) and out.dtype == jnp.float32
+  return model, variables, reference, audio, out
+
+
+def test_output_shape_and_range_128(tiny_batch4):
+  out = tiny_batch4[-1]
+  assert out.shape == (4, 128, 128, 3) and out.dtype == jnp.float32
   assert float(jnp.max(jnp.abs(out))) <= 1.0
+  assert float(jnp.std(out)) > 0
 
 
-@pytest.mark.parametrize("mode,extra", [("more", {}), ("most", {}),
-                                        ("normal", dict(init_from="audio",
-                                                        audio_conditioning="concat",
-                                                        audio_embed_dim=4,
-                                                        norm="layer",
-                                                        spectral_norm=False))])
-def test_variants_output_shape(mode, extra):
+@pytest.mark.parametrize("size,mode,extra", [
+    (256, "normal", {}),
+    (128, "more", {}),
+    (256, "most", {}),
+    (128, "normal", dict(init_from="audio", audio_conditioning="concat",
+                         audio_embed_dim=4, norm="layer", spectral_norm=False)),
+])
+def test_variant_output_shapes(size, mode, extra):
+  # Shapes by abstract evaluation: traces the same code without compiling.
   model = tiny_generator(num_upsampling_layers=mode, ngf=4, **extra)
-  reference, audio = make_inputs(1, 128)
-  variables = model.init(jax.random.PRNGKey(0), reference, audio)
-  out = jax.jit(model.apply)(variables, reference, audio)
-  assert out.shape == (1, 128, 128, 3)
-  if mode == "most":
-    assert "up_4" in variables["params"]
+  reference = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+  audio = jax.ShapeDtypeStruct((2, AUDIO_DIM), jnp.float32)
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), reference, audio)
+  out = jax.eval_shape(model.apply, variables, reference, audio)
+  assert out.shape == (2, size, size, 3) and out.dtype == jnp.float32
+  assert ("up_4" in variables["params"]) == (mode == "most")
 
 
-def test_audio_changes_output_and_reference_none_is_rejected():
-  model = tiny_generator()
-  reference, audio = make_inputs(1, 64)
-  variables = model.init(jax.random.PRNGKey(0), reference, audio)
-  a = model.apply(variables, reference, audio)
-  b = model.apply(variables, reference, audio + 1.0)
-  assert float(jnp.max(jnp.abs(a - b))) > 1e-6
+def test_audio_changes_output_and_missing_audio_is_rejected(tiny_batch4):
+  model, variables, reference, audio, out = tiny_batch4
+  shifted = jax.jit(model.apply)(variables, reference, audio + 1.0)
+  assert float(jnp.max(jnp.abs(out - shifted))) > 1e-6
   with pytest.raises(spade.SPADEConfigError, match="audio_features"):
     model.apply(variables, reference, None)
 
@@ -94,13 +126,13 @@ def test_bad_options_raise_one_line_errors():
   model = tiny_generator()
   reference, audio = make_inputs(1, 48)
   with pytest.raises(spade.SPADEConfigError, match="multiples of 32"):
-    model.init(jax.random.PRNGKey(0), reference, audio)
+    numpy_init(model, reference, audio)
 
 
 def test_gradients_finite_and_spectral_state_updates():
   model = tiny_generator()
   reference, audio = make_inputs(2, 64)
-  variables = model.init(jax.random.PRNGKey(0), reference, audio)
+  variables = numpy_init(model, reference, audio)
 
   def loss(params):
     out, updates = model.apply(
@@ -117,40 +149,37 @@ def test_gradients_finite_and_spectral_state_updates():
   assert old.shape == new.shape and float(jnp.max(jnp.abs(old - new))) > 0
 
 
-def test_batch_of_one_equals_item_in_batch_of_four():
-  model = tiny_generator()
-  reference, audio = make_inputs(4, 64)
-  variables = model.init(jax.random.PRNGKey(0), reference, audio)
-  apply = jax.jit(model.apply)
-  full = apply(variables, reference, audio)
-  single = apply(variables, reference[2:3], audio[2:3])
+def test_batch_of_one_equals_item_in_batch_of_four(tiny_batch4):
+  model, variables, reference, audio, full = tiny_batch4
+  single = jax.jit(model.apply)(variables, reference[2:3], audio[2:3])
   np.testing.assert_allclose(single[0], full[2], atol=1e-5)
 
 
-def test_sharded_jit_matches_unsharded():
+def test_sharded_jit_matches_unsharded(tiny_batch4):
+  model, variables, reference, audio, expected = tiny_batch4
   devices = np.array(jax.devices())
   assert devices.size == 8, "conftest should simulate 8 CPU devices"
   mesh = Mesh(devices, ("data",))
-  model = tiny_generator()
-  reference, audio = make_inputs(8, 64)
-  variables = model.init(jax.random.PRNGKey(0), reference, audio)
-  expected = jax.jit(model.apply)(variables, reference, audio)
+  # 8 items, one per device: the batch of 4 and the same 4 reversed.
+  reference8 = jnp.concatenate([reference, reference[::-1]])
+  audio8 = jnp.concatenate([audio, audio[::-1]])
+  expected8 = jnp.concatenate([expected, expected[::-1]])
   batch = NamedSharding(mesh, P("data"))
   replicated = NamedSharding(mesh, P())
   sharded_apply = jax.jit(model.apply,
                           in_shardings=(replicated, batch, batch),
                           out_shardings=batch)
   out = sharded_apply(jax.device_put(variables, replicated),
-                      jax.device_put(reference, batch),
-                      jax.device_put(audio, batch))
+                      jax.device_put(reference8, batch),
+                      jax.device_put(audio8, batch))
   assert out.sharding.is_equivalent_to(batch, out.ndim)
-  np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(expected8), atol=1e-5)
 
 
 def test_spectral_norm_converges_to_largest_singular_value():
   conv = layers.Conv(6, (3, 3), spectral_norm=True)
   x = jnp.ones((1, 5, 5, 4))
-  variables = conv.init(jax.random.PRNGKey(0), x)
+  variables = numpy_init(conv, x)
   kernel = variables["params"]["kernel"]
   true_sigma = np.linalg.svd(np.asarray(kernel).reshape(-1, 6), compute_uv=False)[0]
   stats = variables["batch_stats"]
@@ -178,7 +207,7 @@ def test_resize_nearest_follows_pytorch_rule_and_area_averages():
 
 
 def test_instance_norm_matches_definition():
-  x = jax.random.normal(jax.random.PRNGKey(3), (2, 5, 7, 3)) * 3.0 + 1.0
+  x = np.random.default_rng(3).normal(1.0, 3.0, (2, 5, 7, 3)).astype(np.float32)
   y = layers.instance_norm(x)
   mean = np.asarray(x).mean(axis=(1, 2), keepdims=True)
   var = np.asarray(x).var(axis=(1, 2), keepdims=True)
