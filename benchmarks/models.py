@@ -1,0 +1,207 @@
+r"""Benchmarks every network in a2v_jax/models: params, FLOPs, speed, memory.
+
+  python benchmarks/models.py --nets=spade_nvlabs,spade_nvlabs64 \
+      --batch_sizes=1,4 --threads=2 --steps=5 --repeats=3
+
+For each (net, size, batch) it prints: parameters; FLOPs per example of the
+forward and of forward+backward (XLA cost analysis of the compiled
+executables); forward and forward+backward examples/s (best of --repeats runs
+of --steps steps); achieved GFLOP/s of forward+backward; and peak memory of
+the forward+backward executable (XLA memory analysis: arguments + outputs +
+temporaries, minus aliased buffers). forward+backward is the gradient of the
+mean of every output w.r.t. all parameters, spectral-norm state updated.
+
+Nets: spade (OneShotA2V generator, ngf 64), spade_nvlabs (NVlabs
+SPADEGenerator, 128 px ngf 64 only), spade_nvlabs64 (NVlabs, 64 px ngf 16),
+patchgan, temporal (L=4 windows), and when their modules exist deepspeech2
+(75 frames, no image size), syncnet (lower half: size/2 x size), eye, vgg.
+Compare spade_nvlabs* with benchmarks/spade_torch_reference.py.
+
+--threads must be set here rather than in XLA_FLAGS: it pins the process to
+that many cores (sched_setaffinity) and sizes XLA's intra-op thread pool
+before JAX starts. The machine's other users make timings noisy.
+"""
+
+import importlib
+import os
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+_NETS = flags.DEFINE_list(
+    "nets", ["spade", "spade_nvlabs", "spade_nvlabs64", "patchgan", "temporal",
+             "deepspeech2", "syncnet", "eye", "vgg"], "Networks to run.")
+_SIZES = flags.DEFINE_list("sizes", ["128", "256"], "Image sizes.")
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "4"], "Batch sizes.")
+_THREADS = flags.DEFINE_integer("threads", 2, "CPU threads for XLA.")
+_STEPS = flags.DEFINE_integer("steps", 3, "Timed steps per repeat.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; the best is kept.")
+_MODES = flags.DEFINE_list("modes", ["fwd", "fwdbwd"], "fwd and/or fwdbwd.")
+_AUDIO_DIM = 256  # DeepSpeech2 feature width fed to the generator.
+
+
+def _configure_threads(threads: int) -> None:
+  """Pins the process to `threads` cores and sizes XLA's pool; before JAX."""
+  cores = sorted(os.sched_getaffinity(0))[:threads]
+  os.sched_setaffinity(0, cores)
+  os.environ["XLA_FLAGS"] = " ".join([
+      os.environ.get("XLA_FLAGS", ""),
+      f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}",
+      f"intra_op_parallelism_threads={threads}"]).strip()
+
+
+def _own_nets(name: str, size: int, batch: int):
+  """(model, positional inputs, keyword args) for this file's networks."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from a2v_jax.models import patchgan, spade, temporal  # pylint: disable=import-outside-toplevel
+
+  rng = np.random.default_rng(0)
+
+  def uniform(*shape):
+    return jnp.asarray(rng.uniform(-1, 1, shape), jnp.float32)
+
+  if name == "spade":
+    return (spade.SPADEGenerator(**spade.default_config(64)),
+            (uniform(batch, size, size, 3), uniform(batch, _AUDIO_DIM)))
+  if name in ("spade_nvlabs", "spade_nvlabs64"):
+    ngf = 64 if name == "spade_nvlabs" else 16
+    return (spade.SPADEGenerator(**spade.nvlabs_reference_config(ngf)),
+            (uniform(batch, size, size, 3), None))
+  if name == "patchgan":
+    # Conditional D input: frame and reference stacked on channels.
+    return patchgan.MultiScalePatchGAN(), (uniform(batch, size, size, 6),)
+  if name == "temporal":
+    return (temporal.MultiScaleTemporalDiscriminator(),
+            (uniform(batch, 4, size, size, 3), uniform(batch, 4, _AUDIO_DIM)))
+  raise KeyError(name)
+
+
+def _other_nets(name: str, size: int, batch: int):
+  """Networks of other files, through their create_model/make_example_inputs."""
+  module = importlib.import_module(f"a2v_jax.models.{name}")
+  if name == "deepspeech2":
+    inputs = module.make_example_inputs(batch_size=batch)
+  elif name == "syncnet":
+    inputs = module.make_example_inputs(batch_size=batch,
+                                        input_hw=(size // 2, size))
+  else:
+    inputs = module.make_example_inputs(batch_size=batch, image_size=size)
+  return module.create_model(), tuple(inputs)
+
+
+def _sizes_for(name: str, sizes: list[int]) -> list[int]:
+  if name == "spade_nvlabs":
+    return [128]
+  if name == "spade_nvlabs64":
+    return [64]
+  if name == "deepspeech2":
+    return [0]
+  return sizes
+
+
+def _time_best(fn, args, steps: int, repeats: int) -> float:
+  import jax  # pylint: disable=import-outside-toplevel
+  jax.block_until_ready(fn(*args))
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(steps):
+      out = fn(*args)
+    jax.block_until_ready(out)
+    best = min(best, (time.perf_counter() - start) / steps)
+  return best
+
+
+def _flops(compiled) -> float:
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0]
+  return float(analysis.get("flops", float("nan")))
+
+
+def _peak_bytes(compiled) -> float:
+  m = compiled.memory_analysis()
+  if m is None:
+    return float("nan")
+  return float(m.argument_size_in_bytes + m.output_size_in_bytes
+               + m.temp_size_in_bytes - m.alias_size_in_bytes)
+
+
+def benchmark(name: str, size: int, batch: int) -> dict:
+  """Measures one network; returns a row dict."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+  own = name in ("spade", "spade_nvlabs", "spade_nvlabs64", "patchgan",
+                 "temporal")
+  model, inputs = (_own_nets if own else _other_nets)(name, size, batch)
+  variables = jax.jit(model.init)(jax.random.PRNGKey(0), *inputs)
+  params = variables["params"]
+  state = {k: v for k, v in variables.items() if k != "params"}
+  num_params = sum(x.size for x in jax.tree.leaves(params))
+  row = {"net": name, "size": size or "-", "batch": batch,
+         "params_M": num_params / 1e6}
+
+  def forward(params, state, *inputs):
+    return model.apply({"params": params, **state}, *inputs)
+
+  def loss(params, state, *inputs):
+    kwargs = {"update_stats": True} if own else {}
+    out, new_state = model.apply({"params": params, **state}, *inputs,
+                                 mutable=list(state), **kwargs)
+    leaves = [x for x in jax.tree.leaves(out)
+              if jnp.issubdtype(x.dtype, jnp.floating)]
+    return sum(jnp.mean(x) for x in leaves), new_state
+
+  grad = jax.grad(loss, has_aux=True)
+  args = (params, state, *inputs)
+  if "fwd" in _MODES.value:
+    compiled = jax.jit(forward).lower(*args).compile()
+    row["fwd_gflop"] = _flops(compiled) / batch / 1e9
+    row["fwd_ex_s"] = batch / _time_best(compiled, args, _STEPS.value,
+                                         _REPEATS.value)
+  if "fwdbwd" in _MODES.value:
+    compiled = jax.jit(grad).lower(*args).compile()
+    row["fb_gflop"] = _flops(compiled) / batch / 1e9
+    row["peak_mib"] = _peak_bytes(compiled) / 2**20
+    seconds = _time_best(compiled, args, _STEPS.value, _REPEATS.value)
+    row["fb_ex_s"] = batch / seconds
+    row["fb_gflop_s"] = row["fb_gflop"] * batch / seconds
+  logging.info("%s", row)
+  return row
+
+
+def main(argv):
+  del argv
+  _configure_threads(_THREADS.value)
+  import jax  # pylint: disable=import-outside-toplevel
+
+  rows = []
+  sizes = [int(s) for s in _SIZES.value]
+  for name in _NETS.value:
+    for size in _sizes_for(name, sizes):
+      for batch in (int(b) for b in _BATCH_SIZES.value):
+        try:
+          rows.append(benchmark(name, size, batch))
+        except ModuleNotFoundError as e:
+          logging.warning("skipping %s: %s", name, e)
+          break
+  nan = float("nan")
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform}, "
+        f"{_THREADS.value} threads, best of {_REPEATS.value}x{_STEPS.value} steps")
+  header = (f"{'net':<15}{'size':>5}{'batch':>6}{'params(M)':>10}"
+            f"{'fwd GFLOP/ex':>13}{'fwd ex/s':>10}{'f+b GFLOP/ex':>13}"
+            f"{'f+b ex/s':>10}{'f+b GFLOP/s':>12}{'peak MiB':>10}")
+  print(header)
+  for r in rows:
+    print(f"{r['net']:<15}{r['size']:>5}{r['batch']:>6}{r['params_M']:>10.2f}"
+          f"{r.get('fwd_gflop', nan):>13.2f}{r.get('fwd_ex_s', nan):>10.2f}"
+          f"{r.get('fb_gflop', nan):>13.2f}{r.get('fb_ex_s', nan):>10.2f}"
+          f"{r.get('fb_gflop_s', nan):>12.1f}{r.get('peak_mib', nan):>10.0f}")
+
+
+if __name__ == "__main__":
+  app.run(main)
