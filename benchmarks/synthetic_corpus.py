@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 
 from a2v_jax.data import espeak
+from a2v_jax.data import face_motion
 from a2v_jax.data import face_render
 from a2v_jax.data import grid_grammar
 from a2v_jax.data import synthetic
@@ -41,11 +42,11 @@ def _stage_times(layout: str) -> list[tuple[str, float]]:
   out.append(("espeak-ng synthesis", time.perf_counter() - start))
   num_frames = int(round(synthetic.DURATION_S * cfg["fps"]))
   start = time.perf_counter()
-  mouth_open, width = face_render.viseme_tracks(speech.phonemes, num_frames, cfg["fps"])
+  mouth_open, width = face_motion.viseme_tracks(speech.phonemes, num_frames, cfg["fps"])
   import numpy as np  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
-  blink = face_render.blink_track(rng, num_frames, cfg["fps"])
-  pose = face_render.head_motion(rng, num_frames, cfg["fps"], face.face_width)
+  blink = face_motion.blink_track(rng, num_frames, cfg["fps"])
+  pose = face_motion.head_motion(rng, num_frames, cfg["fps"], face.face_width)
   face_render.render_frames(face, mouth_open, width, blink, pose)
   out.append((f"render {num_frames} frames", time.perf_counter() - start))
   with tempfile.TemporaryDirectory() as tmp:

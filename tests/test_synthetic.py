@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from a2v_jax.data import espeak
+from a2v_jax.data import face_motion
 from a2v_jax.data import face_render
 from a2v_jax.data import grid_grammar
 from a2v_jax.data import synthetic
@@ -134,7 +135,7 @@ def test_speakers_differ_and_blinks_close_eyes(detector):
 
 def test_visemes_close_lips_on_bilabials():
   phonemes = [(0.2, 0.3, "m"), (0.3, 0.5, "a"), (0.5, 0.6, "p"), (0.6, 0.8, "u:")]
-  mouth, width = face_render.viseme_tracks(phonemes, 25, 25.0)
+  mouth, width = face_motion.viseme_tracks(phonemes, 25, 25.0)
   assert mouth[int(0.25 * 25)] < 0.1 and mouth[int(0.55 * 25)] < 0.15
   assert mouth[int(0.4 * 25)] > 0.6
   assert width[int(0.72 * 25)] < -0.4  # rounded u:

@@ -45,6 +45,7 @@ import scipy.signal
 import soundfile as sf
 
 from a2v_jax.data import espeak
+from a2v_jax.data import face_motion
 from a2v_jax.data import face_render
 from a2v_jax.data import grid_grammar
 
@@ -243,10 +244,10 @@ def render_utterance(task: dict) -> list[str]:
     audio = np.clip(audio * 1.4, -1.0, 1.0)
   fps = cfg["fps"]
   num_frames = int(round(DURATION_S * fps))
-  mouth_open, mouth_width = face_render.viseme_tracks(
+  mouth_open, mouth_width = face_motion.viseme_tracks(
       phonemes, num_frames, fps, gain=1.25 if lombard_speech else 1.0)
-  closure = face_render.blink_track(rng, num_frames, fps)
-  pose = face_render.head_motion(rng, num_frames, fps, face.face_width)
+  closure = face_motion.blink_track(rng, num_frames, fps)
+  pose = face_motion.head_motion(rng, num_frames, fps, face.face_width)
   frames = face_render.render_frames(face, mouth_open, mouth_width, closure, pose)
 
   speaker = task["speaker"]
