@@ -21,10 +21,14 @@ exact objective, for a photo x (its aligned face, [1, H, W, 3] in [-1, 1]):
     learning rate of `DEFAULT_LEARNING_RATE` (our choice: a tenth of the
     paper's training rate, so that 5 steps refine rather than overwrite).
 
-Adapting N photos is one computation: the step is `jax.vmap`ped over
-identities (each with its own copy of the parameters and Adam state), and
-the whole step is compiled ahead of time once per (N, crop), so every epoch
-costs only its compute.
+Adapting N photos is one computation over identities (each with its own copy
+of the parameters and Adam state), compiled ahead of time once per (N, crop)
+so every epoch costs only its compute. How the identities share it is the
+`batching` choice: 'vmap' batches them (one convolution per layer with
+per-identity kernels, i.e. grouped convolutions: fast on GPU and TPU), 'map'
+runs them one after another inside the one compiled program (`lax.map`: on
+CPU, XLA's grouped convolutions are slower than N plain ones). 'auto' takes
+'map' on CPU and 'vmap' elsewhere.
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ from a2v_jax import losses
 DEFAULT_EPOCHS = 5  # paper §5
 DEFAULT_LEARNING_RATE = 2e-4
 ADAM_B1, ADAM_B2 = 0.0, 0.9  # paper §6.1
+BATCHING = ("auto", "vmap", "map")
 # Compiled steps, shared by every Adapter with the same networks and shapes.
 _COMPILED = {}
 
@@ -84,17 +89,26 @@ class Adapter:
     perceptual_variables: its (pretrained) variables.
     layer_weights: one weight per VGG layer.
     learning_rate: Adam learning rate.
+    batching: 'vmap', 'map' or 'auto' (see the module docstring).
   """
 
   def __init__(self, generator: nn.Module, perceptual: nn.Module,
                perceptual_variables: Any, layer_weights: Sequence[float],
-               learning_rate: float = DEFAULT_LEARNING_RATE):
+               learning_rate: float = DEFAULT_LEARNING_RATE,
+               batching: str = "auto"):
+    if batching not in BATCHING:
+      raise ValueError(f"batching={batching!r}; use one of {BATCHING}")
+    if batching == "auto":
+      batching = "map" if jax.default_backend() == "cpu" else "vmap"
+    self.batching = batching
     self.generator = generator
     self.perceptual = perceptual
     self.perceptual_variables = jax.device_put(perceptual_variables)
     self.layer_weights = tuple(float(w) for w in layer_weights)
     self.learning_rate = float(learning_rate)
-    self.tx = optax.adam(self.learning_rate, b1=ADAM_B1, b2=ADAM_B2)
+    # Adam's moments only; the learning rate is an argument of the compiled
+    # step, so changing it never recompiles.
+    self.tx = optax.scale_by_adam(b1=ADAM_B1, b2=ADAM_B2)
 
   def loss(self, params: Any, others: Any, face: jax.Array, audio: jax.Array,
            vgg_vars: Any) -> jax.Array:
@@ -117,16 +131,20 @@ class Adapter:
     value, _ = losses.perceptual_loss(real, fake, self.layer_weights)
     return value
 
-  def _step(self, params, opt_state, others, faces, audio, vgg_vars):
+  def _step(self, params, opt_state, others, faces, audio, vgg_vars,
+            learning_rate):
     """One epoch for N identities: params/opt_state/faces stacked on axis 0."""
 
     def one(p, s, face):
       value, grads = jax.value_and_grad(self.loss)(p, others, face, audio,
                                                    vgg_vars)
       updates, s = self.tx.update(grads, s, p)
-      return optax.apply_updates(p, updates), s, value
+      p = jax.tree.map(lambda x, u: x - learning_rate * u, p, updates)
+      return p, s, value
 
-    return jax.vmap(one)(params, opt_state, faces)
+    if self.batching == "vmap":
+      return jax.vmap(one)(params, opt_state, faces)
+    return jax.lax.map(lambda xs: one(*xs), (params, opt_state, faces))
 
   def _init(self, params: Any, n: int):
     """N copies of the generator params and their Adam states."""
@@ -142,14 +160,15 @@ class Adapter:
   def _get_compiled(self, params, others, faces, audio):
     """(init, step, split) compiled ahead of time, and the compile time.
 
-    Compiled once per (networks, learning rate, N, shapes) per process and
+    Compiled once per (networks, N, shapes) per process and
     shared by every Adapter, so every epoch costs only its compute.
     """
     n = faces.shape[0]
     leaves, treedef = jax.tree_util.tree_flatten(
         (params, others, faces, audio, self.perceptual_variables))
-    key = (self.generator, self.perceptual, self.layer_weights,
-           self.learning_rate, n, str(treedef),
+    key = (self.generator, self.perceptual, self.layer_weights, n,
+           self.batching,
+           str(treedef),
            tuple((np.shape(x), str(x.dtype)) for x in leaves))
     if key in _COMPILED:
       return _COMPILED[key], 0.0
@@ -158,8 +177,8 @@ class Adapter:
     stacked, opt_state = jax.eval_shape(functools.partial(self._init, n=n),
                                         params)
     step = jax.jit(self._step, donate_argnums=(0, 1)).lower(
-        stacked, opt_state, others, faces, audio,
-        self.perceptual_variables).compile()
+        stacked, opt_state, others, faces, audio, self.perceptual_variables,
+        jnp.float32(self.learning_rate)).compile()
     split = jax.jit(functools.partial(self._split, n=n)).lower(
         stacked).compile()
     _COMPILED[key] = (init, step, split)
@@ -197,7 +216,8 @@ class Adapter:
     for _ in range(epochs):
       start = time.perf_counter()
       params, opt_state, value = step(params, opt_state, others, faces, audio,
-                                      self.perceptual_variables)
+                                      self.perceptual_variables,
+                                      jnp.float32(self.learning_rate))
       value = np.asarray(value)  # waits for the step
       epoch_s.append(time.perf_counter() - start)
       history.append(value)

@@ -114,7 +114,7 @@ class TalkingHead:
     self.encoder_variables = jax.device_put(exported.encoder_variables)
     self._perceptual_config = perceptual_config
     self._detector = detector
-    self._adapters = {}
+    self._perceptual = None
     self._silence = None
 
   @classmethod
@@ -158,15 +158,17 @@ class TalkingHead:
   # ----------------------------------------------------------- adaptation --
 
   def _adapter(self, learning_rate: float) -> adaptation.Adapter:
-    if learning_rate not in self._adapters:
+    if self._perceptual is None:
       pcfg = vgg.default_config()
       train_model = self.exported.train_config.get("model", {}) or {}
       pcfg.update(dict(self._perceptual_config if self._perceptual_config
                        is not None else train_model.get("perceptual", {})))
       model, variables = vgg.load_perceptual_network(pcfg)
-      self._adapters[learning_rate] = adaptation.Adapter(
-          self.generator, model, variables, pcfg.layer_weights, learning_rate)
-    return self._adapters[learning_rate]
+      self._perceptual = (model, jax.device_put(variables),
+                          tuple(pcfg.layer_weights))
+    model, variables, weights = self._perceptual
+    return adaptation.Adapter(self.generator, model, variables, weights,
+                              learning_rate)
 
   def silence_features(self) -> np.ndarray:
     """The encoder's feature vector for silence: float32 [D]."""

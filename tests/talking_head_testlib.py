@@ -19,13 +19,13 @@ from a2v_jax.models import spade
 CROP = 32
 CHUNK_FRAMES = 16
 SAMPLE_RATE = 16000
-# Two VGG16 layers keep the adaptation step's compile short.
-PERCEPTUAL = dict(layers=("relu1_2",), layer_weights=(1.0,))
+# One VGG16 layer keeps the adaptation step's compile short.
+PERCEPTUAL = dict(layers=("relu1_1",), layer_weights=(1.0,))
 
 
 def generator_config(spectral_norm: bool = False) -> dict:
   return export.module_config(spade.SPADEGenerator(
-      ngf=4, spade_hidden=8, spectral_norm=spectral_norm))
+      ngf=2, spade_hidden=4, spectral_norm=spectral_norm))
 
 
 def encoder_config() -> dict:

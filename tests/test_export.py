@@ -48,14 +48,14 @@ def test_round_trip_keeps_arrays_configs_and_preprocessing(export_dir):
     assert flat_got.keys() == flat_want.keys()
     for k in flat_want:
       np.testing.assert_array_equal(flat_got[k], flat_want[k], err_msg=k)
-  assert loaded.generator_config["ngf"] == 4
+  assert loaded.generator_config["ngf"] == 2
   assert loaded.encoder_config["conv_features"] == (4, 4)
   p = loaded.preprocessing
   assert (p["crop"], p["fps"], p["sample_rate"], p["audio_features"]) == (
       lib.CROP, 25.0, 16000, "mfcc")
   assert p["n_mfcc"] == 13 and p["n_mels"] == 40 and p["window_s"] == 0.2
   np.testing.assert_allclose(p["template"], export.align.CANONICAL_TEMPLATE)
-  assert loaded.train_config["model"]["perceptual"]["layers"] == ["relu1_2"]
+  assert loaded.train_config["model"]["perceptual"]["layers"] == ["relu1_1"]
 
 
 def _flatten(tree, prefix=""):
@@ -128,7 +128,7 @@ def test_params_that_do_not_fit_the_config_are_refused(tmp_path):
   prep = export.default_preprocessing(lib.CROP)
   variables = export.random_variables(export.abstract_variables(
       lib.generator_config(), lib.encoder_config(), prep))
-  wider = dict(lib.generator_config(), ngf=8)
+  wider = dict(lib.generator_config(), ngf=4)
   with pytest.raises(export.ExportError, match="do not fit their config"):
     export.export_model(
         str(tmp_path / "x"), generator_config=wider,
@@ -144,7 +144,7 @@ def _fake_run(workdir, *, with_ds2=True):
   config = common.get_config()
   config.dataset.crop = lib.CROP
   config.dataset.num_frames = 7
-  config.model.generator = dict(ngf=4, spade_hidden=8, spectral_norm=True)
+  config.model.generator = dict(ngf=2, spade_hidden=4, spectral_norm=True)
   config.model.ds2 = dict(conv_features=(4, 4), rnn_hidden=8, rnn_layers=1)
   prep = export.default_preprocessing(lib.CROP)
   variables = export.random_variables(export.abstract_variables(

@@ -197,7 +197,8 @@ class _ToyGenerator(nn.Module):
     return jnp.tanh(nn.Conv(3, (3, 3))(nn.relu(x)) + reference)
 
 
-def test_vmapped_adaptation_equals_per_identity_runs(aligned):
+@pytest.mark.parametrize("batching", ["vmap", "map"])
+def test_vmapped_adaptation_equals_per_identity_runs(aligned, batching):
   toy = _ToyGenerator()
   faces = photo.face_to_float(np.stack([
       aligned.face, aligned.face[:, ::-1], 255 - aligned.face]))
@@ -206,7 +207,8 @@ def test_vmapped_adaptation_equals_per_identity_runs(aligned):
   pcfg = vgg.default_config()
   pcfg.update(lib.PERCEPTUAL)
   net, net_vars = vgg.load_perceptual_network(pcfg)
-  adapter = adaptation.Adapter(toy, net, net_vars, pcfg.layer_weights, 1e-2)
+  adapter = adaptation.Adapter(toy, net, net_vars, pcfg.layer_weights, 1e-2,
+                               batching=batching)
   together, stats = adapter.adapt(variables, faces, audio, epochs=3)
   assert stats.num_identities == 3 and stats.losses.shape == (3, 3)
   outputs = []

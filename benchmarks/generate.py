@@ -1,0 +1,250 @@
+r"""One-shot inference throughput, adaptation time and peak memory.
+
+  python benchmarks/generate.py [--model=EXPORT_DIR] [--sizes=128,256]
+
+Prints, per crop size: generation frames/s and real-time factor without and
+with adaptation, the adaptation time (compile and compute), N identities
+adapted as one vmapped computation against N separate runs; then the peak
+memory of the whole command (photo -> mp4) for short and long audio, each in
+a fresh process, with the output's stream durations (frames, audio and mp4
+must agree to within one frame).
+
+Without --model the generator and encoder are randomly initialised with the
+real default config (configs/common.py: SPADE ngf=64, DeepSpeech2 3x256), and
+the output says so: speed and memory do not depend on the weights. The
+memory runs use --memory_config: 'default' (that model) or 'demo' (the
+embedded synthetic model's sizes, configs/synthetic.py), since ten minutes of
+video from the default model takes hours on a CPU.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import numpy as np
+import skimage.data
+import soundfile as sf
+
+from a2v_jax import export
+from a2v_jax import generate
+from a2v_jax import inference
+from a2v_jax import photo
+from a2v_jax.media import video
+from a2v_jax.models import deepspeech2
+from a2v_jax.models import spade
+from configs import common
+from configs import synthetic
+
+_MODEL = flags.DEFINE_string("model", "", "Export to time ('' = random "
+                             "weights, default config).")
+_SIZES = flags.DEFINE_list("sizes", ["128", "256"], "Crop sizes.")
+_FRAMES = flags.DEFINE_integer("frames", 64, "Frames timed per size.")
+_CHUNK = flags.DEFINE_integer("chunk_frames", 32, "Frames per chunk.")
+_EPOCHS = flags.DEFINE_integer("adapt_epochs", 5, "Adaptation epochs.")
+_IDENTITIES = flags.DEFINE_integer("identities", 4, "N for vmapped vs "
+                                   "separate adaptation (0 = skip).")
+_MEMORY = flags.DEFINE_list("memory_audio_s", ["10", "600"], "Audio lengths "
+                            "of the peak-memory runs ('' = skip).")
+_MEMORY_CONFIG = flags.DEFINE_enum("memory_config", "demo", ["demo", "default"],
+                                   "Model of the memory runs (no --model).")
+_MEMORY_CROP = flags.DEFINE_integer("memory_crop", 64, "Crop of the memory "
+                                    "runs without --model.")
+_CHILD = flags.DEFINE_string("child", "", "Internal: run one memory "
+                             "measurement as 'MODEL,AUDIO,OUT'.")
+
+
+def speech_like(seconds: float, sample_rate: int = 16000) -> np.ndarray:
+  """Syllable-modulated harmonics: float32 [N]."""
+  t = np.arange(int(seconds * sample_rate)) / sample_rate
+  phase = 2 * np.pi * np.cumsum(120 + 20 * np.sin(2 * np.pi * 0.7 * t)) / sample_rate
+  voiced = sum(np.sin(k * phase) / k for k in range(1, 6))
+  env = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) ** 2
+  return (0.3 * env * voiced).astype(np.float32)
+
+
+def random_export(out_dir: str, crop: int, config_name: str) -> str:
+  """A random-weight export of the default (or demo) model at `crop`."""
+  c = (common if config_name == "default" else synthetic).get_config()
+  gen = export.module_config(spade.SPADEGenerator(**dict(c.model.generator)))
+  enc = export.module_config(deepspeech2.DeepSpeech2(**dict(c.model.ds2)))
+  return export.export_random_model(
+      out_dir, generator_config=gen, encoder_config=enc,
+      preprocessing=export.default_preprocessing(
+          crop, encoder_window_frames=c.dataset.num_frames),
+      train_config={"model": {"perceptual": dict(c.model.perceptual)}})
+
+
+def time_generation(head, identity, frames: int) -> tuple[float, float]:
+  """(first-call seconds incl. compile, frames/s after it)."""
+  audio = speech_like((frames + 0.4) / head.fps)
+  start = time.perf_counter()
+  for _ in head.stream(identity, audio[: int(0.5 * 16000)], sample_rate=16000):
+    pass
+  first = time.perf_counter() - start
+  start = time.perf_counter()
+  n = sum(len(c) for c in head.stream(identity, audio, sample_rate=16000))
+  return first, n / (time.perf_counter() - start)
+
+
+def bench_size(crop: int, workdir: str) -> dict:
+  path = _MODEL.value or random_export(os.path.join(workdir, f"m{crop}"),
+                                       crop, "default")
+  head = inference.TalkingHead.from_export(path, chunk_frames=_CHUNK.value)
+  if head.crop != crop:
+    raise app.UsageError(f"--model has crop {head.crop}, not {crop}")
+  aligned = head.prepare(skimage.data.astronaut())
+  row = {"crop": crop}
+  row["first_call_s"], row["fps"] = time_generation(
+      head, head.identity(aligned), _FRAMES.value)
+  identity = head.adapt(aligned, _EPOCHS.value)
+  stats = identity.adapt_stats
+  row["adapt_compile_s"], row["adapt_compute_s"] = stats.compile_s, stats.compute_s
+  _, row["fps_adapted"] = time_generation(head, identity, _FRAMES.value)
+  # With adaptation, 10 s of speech: adaptation compute + generation.
+  row["rtf_adapted_10s"] = (stats.compute_s + 250 / row["fps_adapted"]) / 10.0
+  n = _IDENTITIES.value
+  if n > 1:
+    faces = [aligned] + [photo.AlignedPhoto(
+        image=aligned.image, face=np.roll(aligned.face, i, axis=1),
+        matrix=aligned.matrix, landmarks=aligned.landmarks, num_faces=1)
+                         for i in range(1, n)]
+    together = head.adapt_many(faces, _EPOCHS.value)[0].adapt_stats
+    head.adapt_many(faces, _EPOCHS.value)  # compiled now: time compute only
+    together_again = head.adapt_many(faces, _EPOCHS.value)[0].adapt_stats
+    single = head.adapt(aligned, _EPOCHS.value).adapt_stats
+    row["vmap_n"] = n
+    row["vmap_compile_s"] = together.compile_s
+    row["vmap_compute_s"] = together_again.compute_s
+    row["separate_compute_s"] = n * single.compute_s
+  return row
+
+
+def _peak_rss_mib() -> float:
+  """VmHWM of this process (reset at start by _reset_peak_rss)."""
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith("VmHWM:"):
+        return int(line.split()[1]) / 1024
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak_rss() -> None:
+  """Forgets the peak inherited from the forking parent (Linux >= 4.0)."""
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+  except OSError:
+    pass
+
+
+def run_child(spec: str) -> None:
+  """One photo -> mp4 run; prints its peak memory and stream durations."""
+  _reset_peak_rss()
+  model, audio, out = spec.split(",")
+  image = os.path.join(os.path.dirname(out), "astronaut.png")
+  import cv2  # pylint: disable=g-import-not-at-top
+  cv2.imwrite(image, skimage.data.astronaut()[..., ::-1])
+  start = time.perf_counter()
+  (result,) = generate.run(model, [generate.Request(image, audio, out)],
+                           chunk_frames=_CHUNK.value, progress=False)
+  wall = time.perf_counter() - start
+  info = video.probe_streams(out)
+  peak = {"python_rss_mib": _peak_rss_mib()}
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    peak["device_peak_mib"] = stats["peak_bytes_in_use"] / 2**20
+  print("RESULT " + json.dumps(dict(
+      peak, frames=result.frames, wall_s=wall, fps=result.frames / wall,
+      video_frames=info.video_frames, video_s=info.video_duration_s,
+      audio_s=info.audio_duration_s)))
+
+
+def bench_memory(workdir: str) -> list[dict]:
+  model = _MODEL.value or random_export(
+      os.path.join(workdir, "mem_model"), _MEMORY_CROP.value,
+      _MEMORY_CONFIG.value)
+  rows = []
+  for seconds in (float(s) for s in _MEMORY.value if s):
+    audio = os.path.join(workdir, f"speech_{seconds:g}s.wav")
+    sf.write(audio, speech_like(seconds), 16000, subtype="PCM_16")
+    out = os.path.join(workdir, f"out_{seconds:g}s.mp4")
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__),
+         f"--child={model},{audio},{out}", f"--chunk_frames={_CHUNK.value}"],
+        capture_output=True, text=True, check=False)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    if proc.returncode or not lines:
+      raise RuntimeError(f"memory run failed: {proc.stderr[-2000:]}")
+    rows.append(dict(json.loads(lines[-1][7:]), audio_len_s=seconds))
+  return rows
+
+
+def main(argv) -> None:
+  del argv
+  logging.set_verbosity(logging.WARNING)  # orbax logs every array it reads
+  if _CHILD.value:
+    run_child(_CHILD.value)
+    return
+  device = jax.devices()[0]
+  print(f"device: {device.platform} ({device.device_kind}), "
+        f"{os.cpu_count()} CPUs visible")
+  print("model: " + (_MODEL.value or "RANDOMLY INITIALISED default config "
+                     "(no trained export given; speed/memory only)"))
+  with tempfile.TemporaryDirectory() as workdir:
+    rows = [bench_size(int(s), workdir) for s in _SIZES.value if s]
+    print()
+    if rows:
+      print("| crop | first call s (compile) | frames/s | real-time factor | "
+            "adapt compile s | adapt 5 epochs s | frames/s adapted | "
+            "RTF 10 s incl. adapt |")
+      print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+      print(f"| {r['crop']} | {r['first_call_s']:.1f} | {r['fps']:.2f} | "
+            f"{25.0 / r['fps']:.2f} | {r['adapt_compile_s']:.1f} | "
+            f"{r['adapt_compute_s']:.2f} | {r['fps_adapted']:.2f} | "
+            f"{r['rtf_adapted_10s']:.2f} |")
+    if any("vmap_n" in r for r in rows):
+      print()
+      print("| crop | N | vmapped compile s | vmapped compute s | "
+            "N separate compute s | speed-up |")
+      print("|---|---|---|---|---|---|")
+      for r in rows:
+        if "vmap_n" in r:
+          print(f"| {r['crop']} | {r['vmap_n']} | {r['vmap_compile_s']:.1f} |"
+                f" {r['vmap_compute_s']:.2f} | {r['separate_compute_s']:.2f} |"
+                f" {r['separate_compute_s'] / r['vmap_compute_s']:.2f}x |")
+    mem = bench_memory(workdir) if any(_MEMORY.value) else []
+    if mem:
+      print()
+      print("memory runs: " + ("--model" if _MODEL.value else
+                               f"{_MEMORY_CONFIG.value} config at "
+                               f"{_MEMORY_CROP.value}x{_MEMORY_CROP.value}, "
+                               "random weights") + ", photo -> mp4, fresh "
+            "process each; peak RSS of the Python process (compile "
+            "included; ffmpeg's encoder is a separate, bounded process)")
+      print("| audio s | frames | frames/s | peak RSS MiB | device peak MiB |"
+            " mp4 video s | mp4 audio s | max drift (frames) |")
+      print("|---|---|---|---|---|---|---|---|")
+      for m in mem:
+        drift = max(abs(m["video_s"] - m["audio_len_s"]),
+                    abs(m["audio_s"] - m["audio_len_s"]),
+                    abs(m["video_frames"] - m["frames"]) / 25.0) * 25.0
+        print(f"| {m['audio_len_s']:g} | {m['frames']} | {m['fps']:.1f} | "
+              f"{m['python_rss_mib']:.0f} | "
+              f"{m.get('device_peak_mib', float('nan')):.0f} | "
+              f"{m['video_s']:.3f} | {m['audio_s']:.3f} | {drift:.2f} |")
+  print("\nNote: a shared, loaded CPU gives noisy timings; compare rows of "
+        "one run only.")
+
+
+if __name__ == "__main__":
+  app.run(main)
