@@ -362,6 +362,9 @@ def create_train_state(config, nets: Networks, example: dict[str, Any],
   g_vars, d_vars, ds2_vars, eye_vars = jax.jit(
       functools.partial(init_variables, nets))(
           init_rng, {k: example[k] for k in ('frames', 'reference', 'mfcc')})
+  for name, ref in (('ds2', ds2_vars), ('syncnet', d_vars['sync']),
+                    ('eye', eye_vars)):
+    _check_pretrained(name, ref, pretrained.get(name))
   if pretrained.get('syncnet') is not None:
     d_vars['sync'] = pretrained['syncnet']
   tx = train_state_lib.create_optimizer(config.optimizer, steps_per_epoch)
@@ -374,6 +377,20 @@ def create_train_state(config, nets: Networks, example: dict[str, Any],
       'perceptual': perceptual_vars,
   }
   return state, frozen
+
+
+def _check_pretrained(name: str, reference, loaded) -> None:
+  """Raises ConfigError when a pretrained network's shapes differ from the
+  network config.model builds."""
+  if loaded is None:
+    return
+  want = jax.tree.map(lambda x: tuple(x.shape), reference)
+  got = jax.tree.map(lambda x: tuple(np.shape(x)), loaded)
+  if want != got:
+    raise config_validation.ConfigError(
+        f'the pretrained {name} checkpoint does not fit config.model.'
+        f'{ {"syncnet": "syncnet"}.get(name, name)}: its parameter shapes '
+        f'differ; pretrain it with the same model settings as this config')
 
 
 def _perceptual_cfg(config):
@@ -427,11 +444,9 @@ def load_pretrained(config, workdir: str) -> dict[str, Any]:
     path = config.pretrained[f'{name}_ckpt']
     mode = config.pretrained.missing
     if not path and mode == 'pretrain':
-      path = os.path.join(workdir, 'pretrained', name)
-      if not os.path.isdir(path) or checkpointing.Checkpointer(
-          path).latest_step() is None:
-        from a2v_jax import pretrain  # pylint: disable=g-import-not-at-top
-        pretrain.pretrain_helper(name, config, path)
+      from a2v_jax import pretrain  # pylint: disable=g-import-not-at-top
+      path = pretrain.pretrain_helper(
+          name, config, os.path.join(workdir, 'pretrained', name))
     if not path:
       if mode == 'error':
         raise config_validation.ConfigError(
@@ -591,6 +606,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
             'curriculum': controller.state_dict(),
             'phase': controller.phase, 'phase_reason': controller.reason,
         }, data_iter)
+      if done == config.debug.hang_after_step:
+        ckpt.wait_until_finished()
+        logging.warning('debug.hang_after_step: step %d is committed; '
+                        'blocking until killed.', done)
+        while True:
+          time.sleep(1)
   finally:
     ckpt.close()
     writer.close()

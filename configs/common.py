@@ -20,11 +20,11 @@ PHASE2 = dict(PHASE1, temporal_adversarial=1.0, contrastive=1.0,
 PHASE3 = dict(PHASE2, blink=1.0)
 
 # Tiny discriminators for :runlocal smoke runs (module attributes).
-TINY_FRAME_D = dict()
-TINY_TEMPORAL_D = dict()
+TINY_FRAME_D = dict(ndf=4, n_layers=2)
+TINY_TEMPORAL_D = dict(ndf=4, n_layers=2, audio_channels=4)
 # Narrow discriminators for the CPU demo (configs/synthetic.py).
-NARROW_FRAME_D = dict()
-NARROW_TEMPORAL_D = dict()
+NARROW_FRAME_D = dict(ndf=16, n_layers=3)
+NARROW_TEMPORAL_D = dict(ndf=16, n_layers=2, audio_channels=8)
 
 
 def _phase_weights() -> ml_collections.ConfigDict:
@@ -121,8 +121,12 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # Helper-network pretraining (task != 'a2v').
   c.pretrain = ml_collections.ConfigDict(dict(
       lr=1e-3,
-      num_frames=75,      # ds2_ctc: whole utterances; syncnet: window length
-      max_shift=6,        # syncnet: time shift (frames) of false pairs
+      batch_size=16,
+      # Steps of each helper when pretrained automatically
+      # (pretrained.missing='pretrain').
+      ds2_steps=1000, syncnet_steps=1000, eye_steps=500,
+      num_frames=75,      # ds2_ctc: frames of each utterance (75 = 3 s)
+      max_shift=6,        # syncnet: false pairs shift audio 2..this frames
       eye_weight=1.0,
   ))
 
@@ -137,6 +141,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.debug = ml_collections.ConfigDict(dict(
       nan_term='',      # inject NaN into this loss term ...
       nan_at_step=-1,   # ... at this step (tests the NaN stop)
+      # Block forever once the checkpoint of this step is committed, so a
+      # test can kill the process at a known point (tests resume-after-kill).
+      hang_after_step=-1,
   ))
   return c
 
@@ -148,7 +155,7 @@ def apply_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   runs (phases advance at steps 2 and 3), with tiny networks at 32x32.
   """
   c.num_train_steps = 4
-  c.batch_size = 2
+  c.batch_size = 8  # one example per simulated device in tests
   c.dataset.update(dict(name='random', crop=32, num_frames=5, split='train',
                         eval_split='test', random_examples=8,
                         random_utterance_frames=12))

@@ -1,0 +1,267 @@
+"""Pretraining of the frozen helper networks that OneShotA2V training loads.
+
+- 'ds2_ctc': the DeepSpeech2 audio encoder with CTC on the transcripts
+  (whole utterances, characters of models/vocab.py); paper §3.1.1.
+- 'syncnet': SyncNet with the contrastive loss on genuine pairs (5 frames of
+  the lower face + the MFCC window centred on them) against time-shifted
+  pairs (the audio window 2..max_shift frames away); paper §3.2.3.
+- 'eye': EyeLandmarkNet regressing the 12 eye landmarks of the dlib
+  68-point landmarks stored in the dataset (crop px -> [0, 1]).
+
+Each writes `<workdir>/checkpoints` with the item state = {'variables',
+'opt_state', 'step'}; the main run loads 'variables' by path
+(config.pretrained.{ds2,syncnet,eye}_ckpt). Runs resume like the main run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Any, Iterator
+
+from absl import logging
+import grain
+import jax
+import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+import ml_collections
+import numpy as np
+import optax
+
+from a2v_jax import checkpointing
+from a2v_jax import losses
+from a2v_jax import metrics_writer
+from a2v_jax.models import deepspeech2
+from a2v_jax.models import eye
+from a2v_jax.models import syncnet
+from a2v_jax.models import vocab
+
+# Helper name (config.pretrained key) -> pretraining task.
+HELPER_TASKS = {'ds2': 'ds2_ctc', 'syncnet': 'syncnet', 'eye': 'eye'}
+MAX_LABEL_CHARS = 80
+
+
+def _ctc_batches(source, config, batch_size: int, seed: int) -> Iterator:
+  """Whole-utterance MFCC windows + character labels, shuffled, forever."""
+  from a2v_jax.audio import features  # pylint: disable=g-import-not-at-top
+  t_max = config.pretrain.num_frames
+
+  def to_example(ex):
+    fps = float(ex.get('fps', 25.0))
+    t = min(t_max, len(ex['frames']))
+    windows = np.zeros([t_max, 20, 13], np.float32)
+    windows[:t] = features.mfcc_windows(np.asarray(ex['audio'], np.float32),
+                                        16000, fps, num_frames=t)
+    paddings = np.ones([t_max], np.float32)
+    paddings[:t] = 0.0
+    text = ' '.join(w.decode() if isinstance(w, bytes) else str(w)
+                    for w in ex['words'])
+    labels, label_paddings = vocab.encode_batch([text], MAX_LABEL_CHARS)
+    return {'windows': windows, 'paddings': paddings, 'labels': labels[0],
+            'label_paddings': label_paddings[0]}
+
+  ds = (grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+        .map(to_example).batch(batch_size, drop_remainder=True))
+  return iter(ds.to_iter_dataset())
+
+
+def _window_batches(source, config, batch_size: int, seed: int,
+                    num_frames: int) -> Iterator:
+  from a2v_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  return iter(pipeline.create_loader(
+      source, batch_size=batch_size, num_frames=num_frames, seed=seed,
+      worker_count=config.dataset.worker_count,
+      shard_index=jax.process_index(), shard_count=jax.process_count()))
+
+
+def _ds2_loss(model, variables, batch, rng):
+  del rng
+  _, logits = model.apply(variables, batch['windows'], train=False,
+                          paddings=batch['paddings'])
+  loss, parts = losses.ctc_loss(logits, batch['labels'],
+                                batch['label_paddings'], batch['paddings'])
+  return loss, parts
+
+
+def _syncnet_loss(model, variables, batch, rng, max_shift: int,
+                  margin: float):
+  frames, mfcc = batch['frames'], batch['mfcc']
+  b, t = mfcc.shape[:2]
+  centre = t // 2
+  faces = syncnet.lower_half(frames[:, centre - 2:centre + 3],
+                             model.input_hw)
+  # False pairs: the audio window 2..max_shift frames before or after.
+  shift = jax.random.randint(rng, [b], 2, max_shift + 1)
+  sign = jnp.where(jax.random.bernoulli(jax.random.fold_in(rng, 1), 0.5,
+                                        [b]), 1, -1)
+  shifted = jnp.take_along_axis(
+      mfcc, (centre + sign * shift)[:, None, None, None], axis=1)[:, 0]
+  v = model.apply(variables, faces, method=syncnet.SyncNet.embed_video)
+  a_true = model.apply(variables, mfcc[:, centre],
+                       method=syncnet.SyncNet.embed_audio)
+  a_false = model.apply(variables, shifted,
+                        method=syncnet.SyncNet.embed_audio)
+  loss, parts = losses.contrastive_loss(
+      jnp.concatenate([v, v]), jnp.concatenate([a_true, a_false]),
+      jnp.concatenate([jnp.ones([b]), jnp.zeros([b])]), margin)
+  d_true = syncnet.sync_distance(v, a_true)
+  d_false = syncnet.sync_distance(v, a_false)
+  parts['pair_accuracy'] = jnp.mean((d_true < d_false).astype(jnp.float32))
+  return loss, parts
+
+
+def _eye_loss(model, variables, batch, rng, crop: int):
+  del rng
+  frames = batch['frames']
+  faces = frames.reshape((-1,) + frames.shape[2:])
+  target = eye.eye_targets_from_landmarks68(
+      batch['landmarks'].reshape((-1, 68, 2)), crop)
+  pred = model.apply(variables, faces)
+  loss = jnp.mean(jnp.abs(pred - target))
+  ear_err = jnp.mean(jnp.abs(eye.ear_from_eye_landmarks(pred)
+                             - eye.ear_from_eye_landmarks(target)))
+  return loss, {'landmark_l1': loss, 'landmark_px': loss * crop,
+                'ear_abs_error': ear_err}
+
+
+def _setup(config):
+  """(model, example-batch iterator factory, loss fn) for config.task."""
+  task = config.task
+  m = config.model
+  if task == 'ds2_ctc':
+    model = deepspeech2.DeepSpeech2(**dict(m.ds2))
+    return model, lambda src, bs, seed: _ctc_batches(src, config, bs, seed), (
+        _ds2_loss)
+  if task == 'syncnet':
+    model = syncnet.SyncNet(**dict(m.syncnet))
+    length = 5 + 2 * config.pretrain.max_shift
+    return model, lambda src, bs, seed: _window_batches(
+        src, config, bs, seed, length), functools.partial(
+            _syncnet_loss, max_shift=config.pretrain.max_shift,
+            margin=config.loss.contrastive_margin)
+  model = eye.EyeLandmarkNet(**dict(m.eye))
+  return model, lambda src, bs, seed: _window_batches(
+      src, config, bs, seed, config.dataset.num_frames), functools.partial(
+          _eye_loss, crop=config.dataset.crop)
+
+
+def _init_inputs(task, model, batch):
+  if task == 'ds2_ctc':
+    return (batch['windows'],)
+  if task == 'syncnet':
+    t = batch['mfcc'].shape[1]
+    faces = syncnet.lower_half(batch['frames'][:, t // 2 - 2:t // 2 + 3],
+                               model.input_hw)
+    return faces, batch['mfcc'][:, t // 2]
+  return (batch['frames'][:, 0],)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  """Pretrains the helper network of config.task into `workdir`.
+
+  Returns:
+    The trained variables (host numpy).
+  """
+  from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
+  from a2v_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = os.path.abspath(workdir)
+  model, make_batches, loss_fn = _setup(config)
+  source = data_sources.create_source(config, workdir, config.dataset.split)
+  local_batch = config.batch_size // jax.process_count()
+  batches = make_batches(source, local_batch, config.seed)
+  first = next(batches)
+  mesh = train.create_mesh()
+  replicated = NamedSharding(mesh, P())
+  data_sharding = NamedSharding(mesh, P('data'))
+  rng = jax.random.PRNGKey(config.seed)
+  variables = jax.jit(model.init)(rng, *_init_inputs(config.task, model,
+                                                     first))
+  tx = optax.adam(config.pretrain.lr)
+  state = {'variables': variables, 'opt_state': tx.init(variables),
+           'step': jnp.zeros([], jnp.int32)}
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                    max_to_keep=config.max_to_keep)
+  latest = ckpt.latest_step()
+  if latest is not None:
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+        x.shape, x.dtype, sharding=replicated), state)
+    state, _ = ckpt.restore(latest, abstract)
+  state = jax.device_put(state, replicated)
+
+  def step_fn(state, batch):
+    step_rng = jax.random.fold_in(rng, state['step'])
+    (loss, parts), grads = jax.value_and_grad(
+        lambda v: loss_fn(model, v, batch, step_rng), has_aux=True)(
+            state['variables'])
+    updates, opt = tx.update(grads, state['opt_state'], state['variables'])
+    return {'variables': optax.apply_updates(state['variables'], updates),
+            'opt_state': opt, 'step': state['step'] + 1}, parts
+
+  jitted = jax.jit(step_fn, in_shardings=(replicated, data_sharding),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
+  writer = metrics_writer.MetricsWriter(os.path.join(workdir, 'tensorboard'))
+  num_steps = config.num_train_steps if config.num_train_steps > 0 else 1000
+  start = int(jax.device_get(state['step']))
+  logging.info('Pretraining %s: steps %d..%d, batch %d.', config.task, start,
+               num_steps, config.batch_size)
+  t0, batch = time.time(), first
+  try:
+    for step in range(start, num_steps):
+      if step > start:
+        batch = next(batches)
+      keys = ('windows', 'paddings', 'labels', 'label_paddings') if (
+          config.task == 'ds2_ctc') else ('frames', 'mfcc', 'landmarks')
+      batch = {k: jax.make_array_from_process_local_data(
+          data_sharding, np.asarray(batch[k])) for k in keys}
+      state, parts = jitted(state, batch)
+      done = step + 1
+      if done % config.log_every_steps == 0 or done == num_steps:
+        parts = {k: float(v) for k, v in jax.device_get(parts).items()}
+        bad = [k for k, v in parts.items() if not np.isfinite(v)]
+        if bad:
+          raise train.NonFiniteLossError(
+              f'{config.task} pretraining: {bad[0]} is {parts[bad[0]]} at '
+              f'step {done}; the last good checkpoint is untouched')
+        rate = (done - start) / max(time.time() - t0, 1e-9)
+        logging.info('%s step %d/%d | %.2f steps/s | %s', config.task, done,
+                     num_steps, rate, ' '.join(
+                         f'{k}={v:.4f}' for k, v in parts.items()))
+        writer.write_scalars(done, {f'{config.task}/{k}': v
+                                    for k, v in parts.items()})
+      if done % config.ckpt_every_steps == 0 or done == num_steps:
+        ckpt.save(done, state, {'config': config.to_dict(),
+                                'task': config.task, 'step': done})
+  finally:
+    ckpt.close()
+    writer.close()
+  return jax.device_get(state['variables'])
+
+
+def helper_config(name: str, config: ml_collections.ConfigDict
+                  ) -> ml_collections.ConfigDict:
+  """The pretraining config of helper `name` for main-run `config`: same
+  data and network sizes, task and steps from config.pretrain."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.task = HELPER_TASKS[name]
+  c.num_train_steps = int(config.pretrain[f'{name}_steps'])
+  c.batch_size = int(config.pretrain.batch_size)
+  c.init_from = ''
+  return c
+
+
+def pretrain_helper(name: str, config: ml_collections.ConfigDict,
+                    workdir: str) -> str:
+  """Pretrains helper `name` ('ds2', 'syncnet', 'eye') into `workdir` unless
+  it is already there; returns its checkpoint directory."""
+  path = os.path.join(workdir, 'checkpoints')
+  if os.path.isdir(path):
+    ckpt = checkpointing.Checkpointer(path)
+    steps = ckpt.latest_step()
+    ckpt.close()
+    if steps is not None and steps >= config.pretrain[f'{name}_steps']:
+      logging.info('Reusing pretrained %s from %s.', name, path)
+      return path
+  logging.info('Pretraining the %s helper network into %s.', name, workdir)
+  train_and_evaluate(helper_config(name, config), workdir)
+  return path

@@ -1,0 +1,171 @@
+"""End-to-end tests of OneShotA2V training with the `runlocal` config.
+
+- 6 uninterrupted steps == 3 steps, SIGKILL, (a half-written later save), 3
+  more steps: identical parameters;
+- the curriculum changes phase (1 -> 2 -> 3) without re-tracing the step;
+- 8 simulated devices give the same losses and parameters as 1 device for the
+  same global batch;
+- a NaN stops the run naming the step and the term; the last good checkpoint
+  is untouched.
+
+Compiles dominate the run time, so the runs share XLA's persistent
+compilation cache (the subprocess too).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+from jax.sharding import Mesh
+import numpy as np
+import pytest
+
+from a2v_jax import checkpointing
+from a2v_jax import curriculum
+from a2v_jax import train
+from configs import synthetic
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def cache_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp('xla_cache'))
+  jax.config.update('jax_compilation_cache_dir', path)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+  yield path
+  jax.config.update('jax_compilation_cache_dir', None)
+
+
+def _config(**debug):
+  c = synthetic.get_config('runlocal')
+  c.num_train_steps = 6
+  c.ckpt_every_steps = 3
+  c.log_every_steps = 3
+  c.sample_every_steps = 6
+  c.curriculum.phase_start_steps = (2, 4)
+  c.debug.update(debug)
+  return c
+
+
+def _leaves(state):
+  tree = {'g': state.g_params, 'd': state.d_params, 'ema': state.ema_g_params,
+          'g_opt': state.g_opt_state, 'd_opt': state.d_opt_state}
+  return jax.tree.leaves(jax.device_get(tree))
+
+
+@pytest.fixture(scope='module')
+def straight_run(cache_dir, tmp_path_factory):
+  """6 steps without a stop; phases advance at steps 2 and 4."""
+  workdir = str(tmp_path_factory.mktemp('straight'))
+  traces = train.TRAIN_STEP_TRACES
+  state = train.train_and_evaluate(_config(), workdir)
+  return state, train.TRAIN_STEP_TRACES - traces, workdir
+
+
+def test_phase_change_does_not_retrace(straight_run):
+  state, traces, workdir = straight_run
+  assert int(state.step) == 6
+  assert traces == 1  # phases 1, 2 and 3 ran on one traced step
+  meta = checkpointing.Checkpointer(
+      os.path.join(workdir, 'checkpoints')).restore_metadata(6)
+  assert meta['phase'] == 3 and meta['phase_reason'] == 'reached step 4'
+  assert os.listdir(os.path.join(workdir, 'tensorboard', 'clips'))
+
+
+def test_kill_and_resume_gives_identical_params(straight_run, cache_dir,
+                                                tmp_path):
+  workdir = str(tmp_path / 'killed')
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache_dir,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+  cmd = [sys.executable, '-m', 'a2v_jax.main',
+         '--config=configs/synthetic.py:runlocal', f'--workdir={workdir}',
+         '--config.num_train_steps=6', '--config.ckpt_every_steps=3',
+         '--config.log_every_steps=3', '--config.sample_every_steps=6',
+         '--config.curriculum.phase_start_steps=(2,4)',
+         '--config.debug.hang_after_step=3']
+  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  deadline = time.time() + 300
+  try:
+    while time.time() < deadline:
+      if proc.poll() is not None:
+        pytest.fail(f'training exited early:\n{proc.stderr.read()[-3000:]}')
+      if os.path.isdir(ckpt_dir) and 3 in checkpointing.Checkpointer(
+          ckpt_dir).all_steps():
+        break
+      time.sleep(0.5)
+    else:
+      pytest.fail('no committed step-3 checkpoint within the deadline')
+  finally:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  # A later save cut off by the kill: orbax's uncommitted temporary dir.
+  partial = os.path.join(ckpt_dir, '6.orbax-checkpoint-tmp', 'state')
+  os.makedirs(partial)
+  with open(os.path.join(partial, 'half_written'), 'wb') as f:
+    f.write(b'\0' * 100)
+  assert checkpointing.Checkpointer(ckpt_dir).latest_step() == 3
+
+  resumed = train.train_and_evaluate(_config(), workdir)
+  straight = straight_run[0]
+  assert int(resumed.step) == 6
+  for a, b in zip(_leaves(straight), _leaves(resumed)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_nan_stops_with_step_and_term(cache_dir, tmp_path):
+  workdir = str(tmp_path / 'nan')
+  with pytest.raises(train.NonFiniteLossError) as err:
+    train.train_and_evaluate(
+        _config(nan_term='perceptual', nan_at_step=5), workdir)
+  message = str(err.value)
+  assert 'step 5' in message and "'weighted perceptual'" in message
+  assert 'checkpoint (step 4)' in message
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'))
+  assert ckpt.latest_step() == 4
+  meta = ckpt.restore_metadata(4)
+  assert meta['step'] == 4 and meta['phase'] == 3
+  tree, _ = checkpointing.load_state_tree(os.path.join(workdir, 'checkpoints'))
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(tree))
+
+
+def test_eight_devices_match_one_device(cache_dir):
+  if jax.device_count() < 8:
+    pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8')
+  from a2v_jax import data_sources
+  from a2v_jax.data import pipeline
+  c = _config()
+  source = data_sources.create_source(c, '.', 'train')
+  loader = pipeline.create_loader(source, batch_size=8, num_frames=5, seed=0)
+  it = iter(loader)
+  batches = [next(it) for _ in range(2)]
+  batches = [{k: b[k] for k in ('frames', 'reference', 'mfcc')}
+             for b in batches]
+  nets = train.create_networks(c)
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()[:8]):
+    mesh = Mesh(np.asarray(devices), ('data',))
+    state, frozen = train.create_train_state(c, nets, batches[0], 2, {})
+    step_fn = train.jit_train_step(nets, c, mesh)
+    losses = []
+    # Phase 1 then phase 3 weights: one compiled program serves both.
+    for batch, phase in zip(batches, (1, 3)):
+      weights = curriculum.phase_weights(c.curriculum, phase)
+      state, metrics = step_fn(state, batch, weights, frozen)
+      losses.append(jax.device_get(metrics['terms']))
+    assert step_fn._cache_size() == 1
+    results.append((losses, _leaves(state)))
+  (losses1, leaves1), (losses8, leaves8) = results
+  for l1, l8 in zip(losses1, losses8):
+    for name in curriculum.LOSS_TERMS:
+      np.testing.assert_allclose(l1[name], l8[name], rtol=2e-4, atol=1e-5,
+                                 err_msg=name)
+  for a, b in zip(leaves1, leaves8):
+    np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
