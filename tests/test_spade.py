@@ -213,3 +213,23 @@ def test_instance_norm_matches_definition():
   var = np.asarray(x).var(axis=(1, 2), keepdims=True)
   np.testing.assert_allclose(y, (np.asarray(x) - mean) / np.sqrt(var + 1e-5),
                              atol=1e-4)
+
+
+def test_matmul_kernel_grad_equals_autodiff():
+  rng = np.random.default_rng(5)
+  x = jnp.asarray(rng.standard_normal((2, 6, 5, 3)), jnp.float32)
+  for ks, pad in (((3, 3), ((1, 1), (1, 1))), ((1, 1), ((0, 0), (0, 0)))):
+    kernel = jnp.asarray(rng.standard_normal((*ks, 3, 4)), jnp.float32)
+    weights = jnp.asarray(rng.standard_normal((2, 6, 5, 4)), jnp.float32)
+
+    def loss(x, k, conv):
+      return jnp.sum(conv(x, k) * weights)
+
+    plain = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
+        x, k, (1, 1), pad, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    fast = lambda x, k: layers.conv2d_stride1(x, k, pad)  # noqa: E731
+    expected = jax.grad(loss, argnums=(0, 1))(x, kernel, plain)
+    got = jax.grad(loss, argnums=(0, 1))(x, kernel, fast)
+    np.testing.assert_allclose(fast(x, kernel), plain(x, kernel), atol=1e-5)
+    for e, g in zip(expected, got):
+      np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
