@@ -167,11 +167,7 @@ def validate_config(config: Any) -> None:
   if config.debug.nan_term:
     _check_choice('debug.nan_term', config.debug.nan_term, curriculum.LOSS_TERMS)
   if config.evals:
-    try:
-      evaluators = importlib.import_module('a2v_jax.evaluators')
-      valid = tuple(evaluators.EVALUATORS)
-    except ImportError:
-      valid = ()
+    evaluators = importlib.import_module('a2v_jax.evaluation.evaluators')
     for name in config.evals:
-      _check_choice('evals', name, valid)
+      _check_choice('evals', name, tuple(evaluators.EVALUATORS))
   _check_models(config)

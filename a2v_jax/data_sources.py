@@ -82,10 +82,10 @@ def make_random_examples(num_examples: int, num_frames: int, crop: int,
         'audio': audio,
         'landmarks': np.array(landmarks, np.float32),
         'landmarks_detected': np.ones([num_frames], bool),
-        'words': [b'bin', b'blue', b'at', b'f', b'two', b'now'],
-        'word_start': np.linspace(0, 0.8, 6).astype(np.float32)
+        'words': [b'bin', b'blue'],
+        'word_start': np.linspace(0, 0.5, 2).astype(np.float32)
                       * num_frames / FPS,
-        'word_end': np.linspace(0.15, 0.95, 6).astype(np.float32)
+        'word_end': np.linspace(0.4, 0.9, 2).astype(np.float32)
                     * num_frames / FPS,
         'mouth_open_gt': np.zeros([num_frames], np.float32),
         'blink_gt': np.zeros([num_frames], np.int32),
@@ -171,7 +171,9 @@ def load_clip(source: Sequence[dict], index: int, num_frames: int,
 
   Returns:
     {'frames': float32 [T, H, W, 3] in [-1, 1], 'features': float32
-     [T, 20, C] windows, 'audio': float32 [T * 640] samples, 'fps': float}.
+     [T, 20, C] windows, 'audio': float32 [T * 640] samples, 'fps': float,
+     'mouth_open_gt': float32 [T], 'has_ground_truth': bool,
+     'utterance': str}.
   """
   from a2v_jax.audio import features  # pylint: disable=g-import-not-at-top
   example = source[index]
@@ -183,6 +185,11 @@ def load_clip(source: Sequence[dict], index: int, num_frames: int,
         else features.log_mel_windows)
   windows = fn(audio, SAMPLE_RATE, fps, num_frames=t)
   audio = audio[:int(round(t * SAMPLE_RATE / fps))]
+  mouth = np.asarray(example.get('mouth_open_gt', np.zeros([t])), np.float32)
+  utterance = example.get('utterance', b'')
   return {'frames': frames.astype(np.float32) / 127.5 - 1.0,
           'features': np.asarray(windows, np.float32), 'audio': audio,
-          'fps': fps}
+          'fps': fps, 'mouth_open_gt': mouth[:t],
+          'has_ground_truth': bool(example.get('has_ground_truth', False)),
+          'utterance': (utterance.decode() if isinstance(utterance, bytes)
+                        else str(utterance))}

@@ -34,6 +34,7 @@ from a2v_jax import config_validation
 from a2v_jax import curriculum
 from a2v_jax import losses
 from a2v_jax import metrics_writer
+from a2v_jax import sample_writer
 from a2v_jax import train_state as train_state_lib
 from a2v_jax.models import deepspeech2
 from a2v_jax.models import eye
@@ -556,7 +557,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   writer = metrics_writer.MetricsWriter(os.path.join(workdir, 'tensorboard'))
   schedule = train_state_lib.create_learning_rate_schedule(
       config.optimizer, steps_per_epoch)
-  sampler = _Sampler(config, nets, workdir, writer)
+  sampler = sample_writer.SampleWriter(config, nets, workdir, writer)
   frames_per_step = config.batch_size * d.num_frames
 
   start = int(jax.device_get(state.step))
@@ -599,6 +600,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         writer.write_scalars(done, scalars)
       if done % config.sample_every_steps == 0 or done == num_steps:
         sampler.write(done, state, frozen, host_batch)
+      if config.evals and (done % config.eval_every_steps == 0
+                           or done == num_steps):
+        writer.write_scalars(done, sampler.evaluate(state, frozen))
       if (done % config.ckpt_every_steps == 0 or done == num_steps
           or advanced):
         ckpt.save(done, state, {
@@ -629,47 +633,3 @@ def _log_progress(step, num_steps, phase, steps_per_s, frames_per_s, metrics):
   logging.info('step %d/%d | phase %d | %.2f steps/s %.1f frames/s | ETA '
                '%dh%02dm%02ds | %s | %s', step, num_steps, phase, steps_per_s,
                frames_per_s, eta // 3600, eta % 3600 // 60, eta % 60, terms, d)
-
-
-class _Sampler:
-  """Writes an image grid (reference / real / generated) and a clip."""
-
-  def __init__(self, config, nets: Networks, workdir: str, writer):
-    self.config, self.nets, self.writer = config, nets, writer
-    self.workdir = workdir
-    self._clip = None
-    self._generate = jax.jit(functools.partial(generate_frames, nets))
-
-  def _frames(self, state, frozen, reference, windows):
-    return np.asarray(self._generate(
-        jax.device_get(state.ema_g_params), jax.device_get(frozen['ds2']),
-        jnp.asarray(reference), jnp.asarray(windows))[0])
-
-  def write(self, step, state, frozen, host_batch):
-    if not self.writer.enabled:
-      return
-    n = min(4, len(host_batch['reference']))
-    ref, real = host_batch['reference'][:n], host_batch['frames'][:n]
-    fake = self._frames(state, frozen, ref,
-                        host_batch[self.config.dataset.audio_features][:n])
-    mid = real.shape[1] // 2
-    grid = metrics_writer.make_grid({'reference': ref, 'real': real[:, mid],
-                                     'generated': fake[:, mid]})
-    self.writer.write_images(step, {'samples/reference_real_generated': grid})
-    try:
-      if self._clip is None:
-        from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
-        source = data_sources.create_source(
-            self.config, self.workdir, self.config.dataset.eval_split)
-        self._clip = data_sources.load_clip(
-            source, 0, self.config.sample_clip_frames,
-            self.config.dataset.audio_features)
-      clip = self._clip
-      frames = self._frames(state, frozen, clip['frames'][:1],
-                            clip['features'][None])[0]
-      self.writer.write_clip(step, 'samples/clip',
-                             metrics_writer.to_uint8(frames), clip['fps'],
-                             clip['audio'])
-    except (OSError, ValueError, IndexError) as e:
-      logging.warning('No sample clip at step %d: %s', step, e)
-    self.writer.flush()

@@ -20,8 +20,9 @@ PHASE2 = dict(PHASE1, temporal_adversarial=1.0, contrastive=1.0,
 PHASE3 = dict(PHASE2, blink=1.0)
 
 # Tiny discriminators for :runlocal smoke runs (module attributes).
-TINY_FRAME_D = dict(ndf=4, n_layers=2)
-TINY_TEMPORAL_D = dict(ndf=4, n_layers=2, audio_channels=4)
+# (Fewer scales/layers than the paper's: compile time dominates smoke runs.)
+TINY_FRAME_D = dict(ndf=4, n_layers=1, num_scales=2)
+TINY_TEMPORAL_D = dict(ndf=4, n_layers=1, num_scales=1, audio_channels=4)
 # Narrow discriminators for the CPU demo (configs/synthetic.py).
 NARROW_FRAME_D = dict(ndf=16, n_layers=3)
 NARROW_TEMPORAL_D = dict(ndf=16, n_layers=2, audio_channels=8)
@@ -136,7 +137,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.sample_clip_frames = 25
   c.max_to_keep = 3
   c.eval_every_steps = 5000
-  c.evals = ()  # names of evaluators (the evaluation issue adds them)
+  # Evaluator names (a2v_jax/evaluation/evaluators.py), run every
+  # eval_every_steps on the first eval_num_clips clips of eval_split.
+  c.evals = ()
+  c.eval_num_clips = 4
 
   c.debug = ml_collections.ConfigDict(dict(
       nan_term='',      # inject NaN into this loss term ...
@@ -161,14 +165,13 @@ def apply_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                         random_utterance_frames=12))
   c.optimizer.steps_per_epoch = 2
   c.model.generator = dict(ngf=2, num_upsampling_layers='normal',
-                           spectral_norm=True, spade_hidden=8)
+                           spectral_norm=True, spade_hidden=4)
   c.model.frame_d = dict(TINY_FRAME_D)
   c.model.temporal_d = dict(TINY_TEMPORAL_D)
   c.model.syncnet = dict(input_hw=(52, 52), width=0.05, embed_dim=16)
   c.model.ds2 = dict(conv_features=(4, 4), rnn_hidden=8, rnn_layers=1)
-  c.model.eye = dict(input_size=16, features=(4, 8), hidden=16)
-  c.model.perceptual = dict(layers=('relu1_2', 'relu2_2'),
-                            layer_weights=(1.0, 1.0))
+  c.model.eye = dict(input_size=16, features=(4,), hidden=8)
+  c.model.perceptual = dict(layers=('relu1_1',), layer_weights=(1.0,))
   if c.curriculum.last_phase > c.curriculum.start_phase:
     c.curriculum.advance = 'steps'
     c.curriculum.phase_start_steps = (2, 3)

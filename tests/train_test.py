@@ -80,8 +80,12 @@ def test_phase_change_does_not_retrace(straight_run):
 def test_kill_and_resume_gives_identical_params(straight_run, cache_dir,
                                                 tmp_path):
   workdir = str(tmp_path / 'killed')
+  # Same compile options as this process, so the subprocess hits the cache.
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache_dir,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',
+             JAX_DISABLE_MOST_OPTIMIZATIONS=str(
+                 jax.config.read('jax_disable_most_optimizations')).lower())
   cmd = [sys.executable, '-m', 'a2v_jax.main',
          '--config=configs/synthetic.py:runlocal', f'--workdir={workdir}',
          '--config.num_train_steps=6', '--config.ckpt_every_steps=3',
@@ -91,7 +95,7 @@ def test_kill_and_resume_gives_identical_params(straight_run, cache_dir,
   proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
   ckpt_dir = os.path.join(workdir, 'checkpoints')
-  deadline = time.time() + 300
+  deadline = time.time() + 600
   try:
     while time.time() < deadline:
       if proc.poll() is not None:
@@ -169,3 +173,55 @@ def test_eight_devices_match_one_device(cache_dir):
                                  err_msg=name)
   for a, b in zip(leaves1, leaves8):
     np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
+
+
+CONFIGS = ('synthetic', 'grid_phase1', 'grid_phase2', 'grid_phase3',
+           'lombard_phase1', 'lombard_phase2', 'lombard_phase3',
+           'ds2_ctc_grid', 'syncnet_grid', 'eye_grid', 'ds2_ctc_synthetic',
+           'syncnet_synthetic', 'eye_synthetic')
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_every_config_validates(name):
+  import importlib
+  from a2v_jax import config_validation
+  module = importlib.import_module(f'configs.{name}')
+  for arg in (None, 'runlocal'):
+    config = module.get_config(arg)
+    config_validation.validate_config(config)
+    assert config.num_train_steps >= 1 or config.num_train_steps == -1
+
+
+def test_config_typos_fail_with_valid_choices():
+  from a2v_jax import config_validation
+  c = synthetic.get_config('runlocal')
+  c.curriculum.wieghts = {}
+  with pytest.raises(config_validation.ConfigError,
+                     match=r'curriculum\.wieghts .*valid names.*weights'):
+    config_validation.validate_config(c)
+  c = synthetic.get_config('runlocal')
+  c.dataset.name = 'gird'
+  with pytest.raises(config_validation.ConfigError,
+                     match=r"dataset\.name='gird' .*'grid'"):
+    config_validation.validate_config(c)
+  c = synthetic.get_config('runlocal')
+  c.model.generator['nfg'] = 8
+  with pytest.raises(config_validation.ConfigError, match=r'ngf'):
+    config_validation.validate_config(c)
+  c = synthetic.get_config('runlocal')
+  c.curriculum.weights.phase2['blnk'] = 1.0
+  with pytest.raises(config_validation.ConfigError, match=r"'blink'"):
+    config_validation.validate_config(c)
+
+
+@pytest.mark.parametrize('name', ('ds2_ctc', 'syncnet', 'eye'))
+def test_pretrain_runlocal_writes_loadable_checkpoint(name, tmp_path):
+  import importlib
+  config = importlib.import_module(f'configs.{name}_synthetic').get_config(
+      'runlocal')
+  variables = train.train_and_evaluate(config, str(tmp_path))
+  tree, meta = checkpointing.load_state_tree(str(tmp_path / 'checkpoints'))
+  assert meta['task'] == config.task and meta['step'] == 3
+  for a, b in zip(jax.tree.leaves(variables),
+                  jax.tree.leaves(tree['variables'])):
+    np.testing.assert_array_equal(a, b)

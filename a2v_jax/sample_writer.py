@@ -1,0 +1,100 @@
+"""Samples during training: image grids, clips with audio, evaluator runs.
+
+Generation uses the EMA generator (what inference uses). Clips come from the
+first utterances of config.dataset.eval_split, decoded whole with their
+audio, so the TensorBoard clip and the .mp4 beside it play with sound.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from a2v_jax import metrics_writer
+
+
+def _generate_frames(nets, g_vars, ds2_vars, reference, windows):
+  from a2v_jax import train  # pylint: disable=g-import-not-at-top
+  return train.generate_frames(nets, g_vars, ds2_vars, reference, windows)[0]
+
+
+class SampleWriter:
+  """Writes image grids (reference / real / generated), clips with audio,
+  and runs config.evals on generated clips."""
+
+  def __init__(self, config, nets, workdir: str, writer):
+    self.config, self.nets, self.writer = config, nets, writer
+    self.workdir = workdir
+    self._clip = None
+    self._generate = jax.jit(functools.partial(_generate_frames, nets))
+
+  def _frames(self, state, frozen, reference, windows):
+    return np.asarray(self._generate(
+        jax.device_get(state.ema_g_params), jax.device_get(frozen['ds2']),
+        jnp.asarray(reference), jnp.asarray(windows)))
+
+  def _eval_clips(self):
+    from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
+    if not hasattr(self, '_clips'):
+      source = data_sources.create_source(
+          self.config, self.workdir, self.config.dataset.eval_split)
+      self._clips = [data_sources.load_clip(
+          source, i, self.config.sample_clip_frames,
+          self.config.dataset.audio_features)
+                     for i in range(min(self.config.eval_num_clips,
+                                        len(source)))]
+    return self._clips
+
+  def evaluate(self, state, frozen) -> dict[str, float]:
+    """Runs config.evals on generated eval clips -> {'eval/<metric>': v}."""
+    from a2v_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
+    if not hasattr(self, '_evaluators'):
+      self._evaluators = evaluators.create_evaluators(self.config.evals)
+    clips = []
+    for c in self._eval_clips():
+      fake = self._frames(state, frozen, c['frames'][:1],
+                          c['features'][None])[0]
+      clips.append(evaluators.Clip(
+          utterance=c['utterance'], generated=metrics_writer.to_uint8(fake),
+          fps=c['fps'], real=metrics_writer.to_uint8(c['frames']),
+          mfcc=c['features'], mouth_open_gt=(
+              c['mouth_open_gt'] if c['has_ground_truth'] else None)))
+    out = {}
+    for evaluator in self._evaluators:
+      out.update({f'eval/{k}': v for k, v in evaluator.run(clips)})
+    logging.info('Evaluation: %s', ' '.join(
+        f'{k}={v:.4f}' for k, v in out.items()))
+    return out
+
+  def write(self, step, state, frozen, host_batch):
+    if not self.writer.enabled:
+      return
+    n = min(4, len(host_batch['reference']))
+    ref, real = host_batch['reference'][:n], host_batch['frames'][:n]
+    fake = self._frames(state, frozen, ref,
+                        host_batch[self.config.dataset.audio_features][:n])
+    mid = real.shape[1] // 2
+    grid = metrics_writer.make_grid({'reference': ref, 'real': real[:, mid],
+                                     'generated': fake[:, mid]})
+    self.writer.write_images(step, {'samples/reference_real_generated': grid})
+    try:
+      if self._clip is None:
+        from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
+        source = data_sources.create_source(
+            self.config, self.workdir, self.config.dataset.eval_split)
+        self._clip = data_sources.load_clip(
+            source, 0, self.config.sample_clip_frames,
+            self.config.dataset.audio_features)
+      clip = self._clip
+      frames = self._frames(state, frozen, clip['frames'][:1],
+                            clip['features'][None])[0]
+      self.writer.write_clip(step, 'samples/clip',
+                             metrics_writer.to_uint8(frames), clip['fps'],
+                             clip['audio'])
+    except (OSError, ValueError, IndexError) as e:
+      logging.warning('No sample clip at step %d: %s', step, e)
+    self.writer.flush()
