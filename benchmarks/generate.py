@@ -110,6 +110,7 @@ def bench_size(crop: int, workdir: str) -> dict:
   row["adapt_compile_s"], row["adapt_compute_s"] = stats.compile_s, stats.compute_s
   _, row["fps_adapted"] = time_generation(head, identity, _FRAMES.value)
   # With adaptation, 10 s of speech: adaptation compute + generation.
+  # (rtf = seconds of work per second of video; < 1 is faster than real time)
   row["rtf_adapted_10s"] = (stats.compute_s + 250 / row["fps_adapted"]) / 10.0
   n = _IDENTITIES.value
   if n > 1:
@@ -204,7 +205,8 @@ def main(argv) -> None:
     print()
     if rows:
       print("| crop | first call s (compile) | frames/s | real-time factor | "
-            "adapt compile s | adapt 5 epochs s | frames/s adapted | "
+            f"adapt compile s | adapt {_EPOCHS.value} epochs s | "
+            "frames/s adapted | "
             "RTF 10 s incl. adapt |")
       print("|---|---|---|---|---|---|---|---|")
     for r in rows:
