@@ -185,6 +185,9 @@ def save_wav(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int =
   os.close(fd)
   try:
     soundfile.write(tmp, audio, sample_rate, subtype=subtype, format="WAV")
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes files private.
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
