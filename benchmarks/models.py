@@ -150,8 +150,11 @@ def benchmark(name: str, size: int, batch: int) -> dict:
 
   def loss(params, state, *inputs):
     kwargs = {"update_stats": True} if own else {}
-    out, new_state = model.apply({"params": params, **state}, *inputs,
-                                 mutable=list(state), **kwargs)
+    if state:
+      out, new_state = model.apply({"params": params, **state}, *inputs,
+                                   mutable=list(state), **kwargs)
+    else:  # apply(mutable=[]) returns the output alone
+      out, new_state = model.apply({"params": params}, *inputs, **kwargs), {}
     leaves = [x for x in jax.tree.leaves(out)
               if jnp.issubdtype(x.dtype, jnp.floating)]
     return sum(jnp.mean(x) for x in leaves), new_state
