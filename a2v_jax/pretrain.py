@@ -251,9 +251,10 @@ def helper_config(name: str, config: ml_collections.ConfigDict
 
 
 def pretrain_helper(name: str, config: ml_collections.ConfigDict,
-                    workdir: str) -> str:
+                    workdir: str, corpus_dir: str = '') -> str:
   """Pretrains helper `name` ('ds2', 'syncnet', 'eye') into `workdir` unless
-  it is already there; returns its checkpoint directory."""
+  it is already there; returns its checkpoint directory. `corpus_dir` points
+  the helper at the main run's synthetic corpus, so it is not made twice."""
   path = os.path.join(workdir, 'checkpoints')
   if os.path.isdir(path):
     ckpt = checkpointing.Checkpointer(path)
@@ -263,5 +264,8 @@ def pretrain_helper(name: str, config: ml_collections.ConfigDict,
       logging.info('Reusing pretrained %s from %s.', name, path)
       return path
   logging.info('Pretraining the %s helper network into %s.', name, workdir)
-  train_and_evaluate(helper_config(name, config), workdir)
+  helper = helper_config(name, config)
+  if corpus_dir and not helper.dataset.corpus_dir:
+    helper.dataset.corpus_dir = corpus_dir
+  train_and_evaluate(helper, workdir)
   return path

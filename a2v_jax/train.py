@@ -445,9 +445,11 @@ def load_pretrained(config, workdir: str) -> dict[str, Any]:
     path = config.pretrained[f'{name}_ckpt']
     mode = config.pretrained.missing
     if not path and mode == 'pretrain':
+      from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
       from a2v_jax import pretrain  # pylint: disable=g-import-not-at-top
       path = pretrain.pretrain_helper(
-          name, config, os.path.join(workdir, 'pretrained', name))
+          name, config, os.path.join(workdir, 'pretrained', name),
+          corpus_dir=data_sources.default_corpus_dir(config, workdir))
     if not path:
       if mode == 'error':
         raise config_validation.ConfigError(
