@@ -168,10 +168,12 @@ def train_step(nets: Networks, config: ml_collections.ConfigDict,
   generated frames and pulled back through the saved vjp. The generator is
   scored by the discriminators' parameters before their update, and each
   discriminator then trains on those same (stop-gradient) frames.
-  Expensive phase-2/3 terms run under lax.cond(weight > 0) when
-  config.loss.gate_inactive_terms: no `if` on the phase, no recompilation,
-  and inactive terms cost nothing. A discriminator whose terms all have
-  weight 0 keeps its parameters and optimiser state unchanged.
+  By default every term is computed and multiplied by its weight (no `if`
+  on the phase, no recompilation). With config.loss.gate_inactive_terms the
+  0-weighted terms and discriminator updates run under lax.cond(weight > 0)
+  instead and cost nothing (see common.py for why that is off by default).
+  A discriminator whose terms all have weight 0 keeps its parameters and
+  optimiser state unchanged either way.
   """
   global TRAIN_STEP_TRACES
   TRAIN_STEP_TRACES += 1
