@@ -7,6 +7,10 @@
   pairs (the audio window 2..max_shift frames away); paper §3.2.3.
 - 'eye': EyeLandmarkNet regressing the 12 eye landmarks of the dlib
   68-point landmarks stored in the dataset (crop px -> [0, 1]).
+- 'lipnet': the LipNet lip reader of the WER evaluator (not a training
+  helper): CTC on the transcripts from mouth crops of whole utterances,
+  cut from the aligned frames with the dataset's landmarks
+  (a2v_jax/evaluation/networks.py loads it for `a2v_jax.evaluate`).
 
 Each writes `<workdir>/checkpoints` with the item state = {'variables',
 'opt_state', 'step'}; the main run loads 'variables' by path
@@ -34,6 +38,7 @@ from a2v_jax import losses
 from a2v_jax import metrics_writer
 from a2v_jax.models import deepspeech2
 from a2v_jax.models import eye
+from a2v_jax.models import lipnet
 from a2v_jax.models import syncnet
 from a2v_jax.models import vocab
 
@@ -66,6 +71,46 @@ def _ctc_batches(source, config, batch_size: int, seed: int) -> Iterator:
   return iter(ds.to_iter_dataset())
 
 
+def lipnet_config(config) -> ml_collections.ConfigDict:
+  """LipNet hyper-parameters: lipnet.default_config() + config.pretrain.lipnet
+  (module attributes and mouth_hw, the crop size)."""
+  c = lipnet.default_config()
+  c.update(dict(config.pretrain.lipnet))
+  return c
+
+
+def _lipnet_batches(source, config, batch_size: int, seed: int) -> Iterator:
+  """Whole-utterance mouth crops + character labels, shuffled, forever.
+
+  Mouth boxes come from the dataset's landmarks of the aligned frames (one
+  box per clip, lipnet.crop_mouths); half the clips are mirrored
+  (LipNet's augmentation).
+  """
+  from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
+  t_max = config.pretrain.num_frames
+  hw = tuple(lipnet_config(config).mouth_hw)
+
+  def to_example(ex, rng):
+    t = min(t_max, len(ex['frames']))
+    frames = np.stack([data_sources.decode_jpeg(f) for f in ex['frames'][:t]])
+    crops = lipnet.crop_mouths(frames, np.asarray(ex['landmarks'])[:t], hw)
+    if rng.random() < 0.5:
+      crops = crops[:, :, ::-1]
+    mouths = np.zeros((t_max,) + hw + (3,), np.float32)
+    mouths[:t] = crops.astype(np.float32) / 127.5 - 1.0
+    paddings = np.ones([t_max], np.float32)
+    paddings[:t] = 0.0
+    text = ' '.join(w.decode() if isinstance(w, bytes) else str(w)
+                    for w in ex['words'])
+    labels, label_paddings = vocab.encode_batch([text], MAX_LABEL_CHARS)
+    return {'mouths': mouths, 'paddings': paddings, 'labels': labels[0],
+            'label_paddings': label_paddings[0]}
+
+  ds = (grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+        .random_map(to_example).batch(batch_size, drop_remainder=True))
+  return iter(ds.to_iter_dataset())
+
+
 def _window_batches(source, config, batch_size: int, seed: int,
                     num_frames: int) -> Iterator:
   from a2v_jax.data import pipeline  # pylint: disable=g-import-not-at-top
@@ -82,6 +127,14 @@ def _ds2_loss(model, variables, batch, rng):
   loss, parts = losses.ctc_loss(logits, batch['labels'],
                                 batch['label_paddings'], batch['paddings'])
   return loss, parts
+
+
+def _lipnet_loss(model, variables, batch, rng):
+  lengths = jnp.sum(1.0 - batch['paddings'], axis=1).astype(jnp.int32)
+  logits = model.apply(variables, batch['mouths'], lengths, train=True,
+                       rngs={'dropout': rng})
+  return losses.ctc_loss(logits, batch['labels'], batch['label_paddings'],
+                         batch['paddings'])
 
 
 def _syncnet_loss(model, variables, batch, rng, max_shift: int,
@@ -133,6 +186,10 @@ def _setup(config):
     model = deepspeech2.DeepSpeech2(**dict(m.ds2))
     return model, lambda src, bs, seed: _ctc_batches(src, config, bs, seed), (
         _ds2_loss)
+  if task == 'lipnet':
+    model = lipnet.create_model(lipnet_config(config))
+    return model, lambda src, bs, seed: _lipnet_batches(src, config, bs,
+                                                        seed), _lipnet_loss
   if task == 'syncnet':
     model = syncnet.SyncNet(**dict(m.syncnet))
     length = 5 + 2 * config.pretrain.max_shift
@@ -149,6 +206,8 @@ def _setup(config):
 def _init_inputs(task, model, batch):
   if task == 'ds2_ctc':
     return (batch['windows'],)
+  if task == 'lipnet':
+    return (batch['mouths'],)
   if task == 'syncnet':
     t = batch['mfcc'].shape[1]
     faces = syncnet.lower_half(batch['frames'][:, t // 2 - 2:t // 2 + 3],
@@ -210,8 +269,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     for step in range(start, num_steps):
       if step > start:
         batch = next(batches)
-      keys = ('windows', 'paddings', 'labels', 'label_paddings') if (
-          config.task == 'ds2_ctc') else ('frames', 'mfcc', 'landmarks')
+      keys = {'ds2_ctc': ('windows', 'paddings', 'labels', 'label_paddings'),
+              'lipnet': ('mouths', 'paddings', 'labels', 'label_paddings')
+              }.get(config.task, ('frames', 'mfcc', 'landmarks'))
       batch = {k: jax.make_array_from_process_local_data(
           data_sharding, np.asarray(batch[k])) for k in keys}
       state, parts = jitted(state, batch)
@@ -269,3 +329,25 @@ def pretrain_helper(name: str, config: ml_collections.ConfigDict,
     helper.dataset.corpus_dir = corpus_dir
   train_and_evaluate(helper, workdir)
   return path
+
+
+def main(argv) -> None:
+  """`python -m a2v_jax.pretrain --config=configs/lipnet_grid.py --workdir=DIR`
+  (any pretraining config; the helper configs also run through a2v_jax.main)."""
+  del argv
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  config = flags.FLAGS.config
+  if config.task not in ('ds2_ctc', 'syncnet', 'eye', 'lipnet'):
+    raise SystemExit(f"error: config.task={config.task!r} is not a "
+                     "pretraining task; use a2v_jax.main for 'a2v'")
+  train_and_evaluate(config, flags.FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config_flags.DEFINE_config_file('config', None, 'Pretraining config file.',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Run directory.', required=True)
+  app.run(main)

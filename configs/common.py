@@ -132,6 +132,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
       num_frames=75,      # ds2_ctc: frames of each utterance (75 = 3 s)
       max_shift=6,        # syncnet: false pairs shift audio 2..this frames
       eye_weight=1.0,
+      # task 'lipnet' (the WER evaluator's lip reader): LipNet module
+      # attributes (models/lipnet.py) and its mouth crop (height, width).
+      lipnet=dict(conv_features=(32, 64, 96), gru_hidden=256, gru_layers=2,
+                  dropout_rate=0.5, gru_dropout_rate=0.5, mouth_hw=(50, 100)),
   ))
 
   c.log_every_steps = 50

@@ -127,10 +127,15 @@ class LPIPSEvaluator(Evaluator):
   def evaluate_clip(self, clip):
     real = _unit(_need(clip, "real", self.name)) * 2 - 1
     gen = _unit(clip.generated) * 2 - 1
+    # Every batch is padded to batch_size frames: one compile per clip size.
+    pad = -len(gen) % self.batch_size
+    gen = np.concatenate([gen, np.repeat(gen[-1:], pad, axis=0)])
+    real = np.concatenate([real, np.repeat(real[-1:], pad, axis=0)])
     d = [np.asarray(self._lpips(gen[i:i + self.batch_size],
                                 real[i:i + self.batch_size]))
          for i in range(0, len(gen), self.batch_size)]
-    return {"lpips": float(np.concatenate(d).mean())}
+    return {"lpips": float(np.concatenate(d)[:len(d) * self.batch_size
+                                              - pad].mean())}
 
 
 class CPBDEvaluator(Evaluator):

@@ -237,7 +237,7 @@ def load_lipnet(path: str) -> LipReader:
   """LipReader from a 'lipnet' pretraining checkpoint directory."""
   variables, config, step = load_pretrained(path, "lipnet")
   cfg = lipnet_lib.default_config()
-  cfg.update(_tuples((config.get("model") or {}).get("lipnet") or {}))
+  cfg.update(_tuples((config.get("pretrain") or {}).get("lipnet") or {}))
   dataset = (config.get("dataset") or {}).get("name", "?")
   return LipReader(
       lipnet_lib.create_model(cfg), jax.device_put(variables),
