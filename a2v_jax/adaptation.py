@@ -28,7 +28,9 @@ so every epoch costs only its compute. How the identities share it is the
 per-identity kernels, i.e. grouped convolutions: fast on GPU and TPU), 'map'
 runs them one after another inside the one compiled program (`lax.map`: on
 CPU, XLA's grouped convolutions are slower than N plain ones). 'auto' takes
-'map' on CPU and 'vmap' elsewhere.
+'map' on CPU and 'vmap' elsewhere. Either way N identities share one
+compile, where N separate runs each compile (benchmarks/generate.py measures
+both).
 """
 from __future__ import annotations
 

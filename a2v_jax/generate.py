@@ -63,6 +63,10 @@ def define_flags() -> None:
                      "Adam learning rate of the adaptation.")
   flags.DEFINE_integer("adapt_batch", 8, "Photos adapted together in one "
                        "vmapped computation.")
+  flags.DEFINE_enum("adapt_batching", "auto", list(adaptation.BATCHING),
+                    "How photos adapted together share the computation: "
+                    "vmap (batched; GPU/TPU), map (one after another in one "
+                    "compiled program; CPU), auto.")
   flags.DEFINE_bool("paste_back", False,
                     "Paste the generated face back into the whole photo.")
   flags.DEFINE_integer("chunk_frames", inference.DEFAULT_CHUNK_FRAMES,
@@ -145,12 +149,15 @@ class Result:
   frames: int
   duration_s: float
   generate_s: float
-  adapt_s: float
+  adapt_s: float  # adaptation compile + compute (0 without adaptation)
+  adapt_compile_s: float = 0.0
+  adapt_epochs: int = 0
 
 
 def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
         adapt_learning_rate: float = adaptation.DEFAULT_LEARNING_RATE,
-        adapt_batch: int = 8, paste_back: bool = False,
+        adapt_batch: int = 8, adapt_batching: str = "auto",
+        paste_back: bool = False,
         chunk_frames: int = inference.DEFAULT_CHUNK_FRAMES,
         progress: bool = True,
         head: inference.TalkingHead | None = None) -> list[Result]:
@@ -162,6 +169,7 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
     adapt_epochs: adaptation epochs per photo (0 = none).
     adapt_learning_rate: Adam rate of the adaptation.
     adapt_batch: photos adapted together in one vmapped computation.
+    adapt_batching: 'vmap', 'map' or 'auto' (a2v_jax.adaptation).
     paste_back: whole-photo frames instead of the aligned face.
     chunk_frames: frames per fixed-size chunk.
     progress: tqdm bars.
@@ -174,19 +182,26 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
     ValueError subclasses with a one-line message (RequestError,
     StreamWriterError, ExportError, PhotoError, AudioError, VideoError).
   """
+  # Cheap checks first: outputs, model, audio, then the photos (dlib).
   check_requests(requests)
   if head is None:
     logging.info("Loading %s.", model)
-    head = inference.TalkingHead.from_export(model, chunk_frames=chunk_frames)
+    head = inference.TalkingHead.from_export(model, chunk_frames=chunk_frames,
+                                             adapt_batching=adapt_batching)
+  else:
+    head.adapt_batching = adapt_batching
+  audios = list(dict.fromkeys(r.audio for r in requests))
+  waves = {}  # One audio for every request: decoded once, kept.
+  for audio in tqdm.tqdm(audios, desc="check audio", unit="file",
+                         disable=not progress):
+    wave = head.load_audio(audio)  # AudioError if unusable
+    if len(audios) == 1:
+      waves[audio] = wave
   images = list(dict.fromkeys(r.image for r in requests))
   identities = {}
   for image in tqdm.tqdm(images, desc="prepare photos", unit="photo",
                          disable=not progress):
     identities[image] = head.identity(image)
-  audios = list(dict.fromkeys(r.audio for r in requests))
-  for audio in tqdm.tqdm(audios, desc="check audio", unit="file",
-                         disable=not progress):
-    audio_io.check_audio(audio, head.sample_rate)
   adapt_s = {image: 0.0 for image in images}
   if adapt_epochs > 0:
     for i in range(0, len(images), max(adapt_batch, 1)):
@@ -199,7 +214,7 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
   results = []
   for r in requests:
     identity = identities[r.image]
-    wave = head.load_audio(r.audio)
+    wave = waves[r.audio] if r.audio in waves else head.load_audio(r.audio)
     total = head.num_frames(wave)
     height, width = ((identity.aligned.image.shape[:2]) if paste_back
                      else (head.crop, head.crop))
@@ -214,8 +229,11 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
         writer.write(chunk)
         bar.update(len(chunk))
     bar.close()
+    stats = identity.adapt_stats
     results.append(Result(r.out, total, total / head.fps,
-                          time.perf_counter() - start, adapt_s[r.image]))
+                          time.perf_counter() - start, adapt_s[r.image],
+                          stats.compile_s if stats else 0.0,
+                          stats.epochs if stats else 0))
   return results
 
 
@@ -239,7 +257,9 @@ def main(argv: Sequence[str]) -> None:
       requests = requests_from_lists(FLAGS.image, FLAGS.audio, FLAGS.out)
     results = run(FLAGS.model, requests, adapt_epochs=FLAGS.adapt_epochs,
                   adapt_learning_rate=FLAGS.adapt_learning_rate,
-                  adapt_batch=FLAGS.adapt_batch, paste_back=FLAGS.paste_back,
+                  adapt_batch=FLAGS.adapt_batch,
+                  adapt_batching=FLAGS.adapt_batching,
+                  paste_back=FLAGS.paste_back,
                   chunk_frames=FLAGS.chunk_frames)
   except _ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
@@ -248,7 +268,10 @@ def main(argv: Sequence[str]) -> None:
     print(f"wrote {res.out}: {res.frames} frames, {res.duration_s:.2f} s of "
           f"video in {res.generate_s:.1f} s "
           f"({res.frames / max(res.generate_s, 1e-9):.1f} frames/s)"
-          + (f", adaptation {res.adapt_s:.1f} s" if res.adapt_s else ""))
+          + (f", adaptation {res.adapt_s:.1f} s (compile "
+             f"{res.adapt_compile_s:.1f} s + {res.adapt_epochs} epochs "
+             f"{res.adapt_s - res.adapt_compile_s:.1f} s)"
+             if res.adapt_epochs else ""))
 
 
 if __name__ == "__main__":

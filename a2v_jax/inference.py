@@ -69,6 +69,12 @@ def _render(generator, generator_variables, face, feats):
   return jnp.clip(jnp.round((frames + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 
+@functools.lru_cache(maxsize=1)
+def _shared_detector() -> landmarks_lib.LandmarkDetector:
+  """The process's LandmarkDetector (dlib's models load once)."""
+  return landmarks_lib.LandmarkDetector()
+
+
 @dataclasses.dataclass(frozen=True)
 class Identity:
   """A prepared (and possibly adapted) photo, ready to animate.
@@ -92,13 +98,17 @@ class TalkingHead:
     chunk_frames: frames per fixed-size chunk (encoder and generator batch).
     perceptual_config: the VGG config for adaptation; default the training
       config's `model.perceptual` over `vgg.default_config()`.
-    detector: a LandmarkDetector to reuse (made on first use).
+    detector: a LandmarkDetector to use; by default one per process, shared
+      by every TalkingHead (loading dlib's models takes seconds).
+    adapt_batching: how `adapt_many` shares its computation among identities:
+      'vmap', 'map' or 'auto' (see a2v_jax.adaptation).
   """
 
   def __init__(self, exported: export_lib.Export, *,
                chunk_frames: int = DEFAULT_CHUNK_FRAMES,
                perceptual_config: ml_collections.ConfigDict | dict | None = None,
-               detector: landmarks_lib.LandmarkDetector | None = None):
+               detector: landmarks_lib.LandmarkDetector | None = None,
+               adapt_batching: str = "auto"):
     if chunk_frames < 1:
       raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
     self.exported = exported
@@ -114,6 +124,10 @@ class TalkingHead:
     self.encoder_variables = jax.device_put(exported.encoder_variables)
     self._perceptual_config = perceptual_config
     self._detector = detector
+    if adapt_batching not in adaptation.BATCHING:
+      raise ValueError(f"adapt_batching={adapt_batching!r}; use one of "
+                       f"{adaptation.BATCHING}")
+    self.adapt_batching = adapt_batching
     self._perceptual = None
     self._silence = None
 
@@ -127,7 +141,7 @@ class TalkingHead:
   @property
   def detector(self) -> landmarks_lib.LandmarkDetector:
     if self._detector is None:
-      self._detector = landmarks_lib.LandmarkDetector()
+      self._detector = _shared_detector()
     return self._detector
 
   def prepare(self, image: ImageInput) -> photo_lib.AlignedPhoto:
@@ -168,7 +182,7 @@ class TalkingHead:
                           tuple(pcfg.layer_weights))
     model, variables, weights = self._perceptual
     return adaptation.Adapter(self.generator, model, variables, weights,
-                              learning_rate)
+                              learning_rate, batching=self.adapt_batching)
 
   def silence_features(self) -> np.ndarray:
     """The encoder's feature vector for silence: float32 [D]."""

@@ -1,6 +1,7 @@
 r"""One-shot inference throughput, adaptation time and peak memory.
 
-  python benchmarks/generate.py [--model=EXPORT_DIR] [--sizes=128,256]
+  python benchmarks/generate.py [--model=EXPORT_DIR] [--sizes=128,256] \
+      [--generators=default,demo] [--batchings=map,vmap]
 
 Prints, per crop size: generation frames/s and real-time factor without and
 with adaptation, the adaptation time (compile and compute), N identities
@@ -9,9 +10,12 @@ memory of the whole command (photo -> mp4) for short and long audio, each in
 a fresh process, with the output's stream durations (frames, audio and mp4
 must agree to within one frame).
 
-Without --model the generator and encoder are randomly initialised with the
-real default config (configs/common.py: SPADE ngf=64, DeepSpeech2 3x256), and
-the output says so: speed and memory do not depend on the weights. The
+Without --model the generator and encoder are randomly initialised, and the
+output says so (speed and memory do not depend on the weights), with the
+configs named by --generators: 'default' (configs/common.py: the NVlabs-like
+SPADE, ngf=64, DeepSpeech2 3x256) and/or 'demo' (configs/synthetic.py: the
+embedded synthetic model, ngf=8). --batchings times N identities adapted
+together with each way of sharing the computation (a2v_jax.adaptation). The
 memory runs use --memory_config: 'default' (that model) or 'demo' (the
 embedded synthetic model's sizes, configs/synthetic.py), since ten minutes of
 video from the default model takes hours on a CPU.
@@ -44,6 +48,10 @@ from a2v_jax.models import spade
 from configs import common
 from configs import synthetic
 
+_GENERATORS = flags.DEFINE_list("generators", ["default"], "Model configs "
+                                "timed without --model: default, demo.")
+_BATCHINGS = flags.DEFINE_list("batchings", ["auto"], "How N identities share"
+                               " the adaptation: auto, map, vmap.")
 _MODEL = flags.DEFINE_string("model", "", "Export to time ('' = random "
                              "weights, default config).")
 _SIZES = flags.DEFINE_list("sizes", ["128", "256"], "Crop sizes.")
@@ -95,14 +103,15 @@ def time_generation(head, identity, frames: int) -> tuple[float, float]:
   return first, n / (time.perf_counter() - start)
 
 
-def bench_size(crop: int, workdir: str) -> dict:
-  path = _MODEL.value or random_export(os.path.join(workdir, f"m{crop}"),
-                                       crop, "default")
+def bench_size(crop: int, config_name: str, workdir: str) -> dict:
+  path = _MODEL.value or random_export(
+      os.path.join(workdir, f"m{crop}_{config_name}"), crop, config_name)
   head = inference.TalkingHead.from_export(path, chunk_frames=_CHUNK.value)
   if head.crop != crop:
     raise app.UsageError(f"--model has crop {head.crop}, not {crop}")
   aligned = head.prepare(skimage.data.astronaut())
-  row = {"crop": crop}
+  row = {"crop": crop, "model": ("export" if _MODEL.value else
+                                 f"{config_name} ngf={head.generator.ngf}")}
   row["first_call_s"], row["fps"] = time_generation(
       head, head.identity(aligned), _FRAMES.value)
   identity = head.adapt(aligned, _EPOCHS.value)
@@ -118,14 +127,18 @@ def bench_size(crop: int, workdir: str) -> dict:
         image=aligned.image, face=np.roll(aligned.face, i, axis=1),
         matrix=aligned.matrix, landmarks=aligned.landmarks, num_faces=1)
                          for i in range(1, n)]
-    together = head.adapt_many(faces, _EPOCHS.value)[0].adapt_stats
-    # Compiled now: the second run times compute only.
-    together_again = head.adapt_many(faces, _EPOCHS.value)[0].adapt_stats
-    single = head.adapt(aligned, _EPOCHS.value).adapt_stats
+    single = head.adapt(aligned, _EPOCHS.value).adapt_stats  # compiled
     row["vmap_n"] = n
-    row["vmap_compile_s"] = together.compile_s
-    row["vmap_compute_s"] = together_again.compute_s
     row["separate_compute_s"] = n * single.compute_s
+    row["batched"] = []
+    for batching in _BATCHINGS.value:
+      head.adapt_batching = batching
+      together = head.adapt_many(faces, _EPOCHS.value)[0].adapt_stats
+      # Compiled now: the second run times compute only.
+      again = head.adapt_many(faces, _EPOCHS.value)[0].adapt_stats
+      row["batched"].append(dict(batching=batching,
+                                 compile_s=together.compile_s,
+                                 compute_s=again.compute_s))
   return row
 
 
@@ -197,36 +210,43 @@ def main(argv) -> None:
     return
   device = jax.devices()[0]
   print(f"device: {device.platform} ({device.device_kind}), "
-        f"{os.cpu_count()} CPUs visible")
-  print("model: " + (_MODEL.value or "RANDOMLY INITIALISED default config "
-                     "(no trained export given; speed/memory only)"))
+        f"{os.cpu_count()} CPUs visible, load average at start "
+        + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+  print("model: " + (_MODEL.value or "RANDOMLY INITIALISED "
+                     f"{','.join(_GENERATORS.value)} config(s) (no trained "
+                     "export given; speed/memory only)"))
   with tempfile.TemporaryDirectory() as workdir:
-    rows = [bench_size(int(s), workdir) for s in _SIZES.value if s]
+    configs = ["export"] if _MODEL.value else _GENERATORS.value
+    rows = [bench_size(int(s), c, workdir) for c in configs
+            for s in _SIZES.value if s]
     print()
     if rows:
-      print("| crop | first call s (compile) | frames/s | real-time factor | "
+      print("| model | crop | first call s (compile) | frames/s | "
+            "real-time factor | "
             f"adapt compile s | adapt {_EPOCHS.value} epochs s | "
             "frames/s adapted | "
             "RTF 10 s incl. adapt |")
-      print("|---|---|---|---|---|---|---|---|")
+      print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-      print(f"| {r['crop']} | {r['first_call_s']:.1f} | {r['fps']:.2f} | "
+      print(f"| {r['model']} | {r['crop']} | {r['first_call_s']:.1f} | "
+            f"{r['fps']:.2f} | "
             f"{25.0 / r['fps']:.2f} | {r['adapt_compile_s']:.1f} | "
             f"{r['adapt_compute_s']:.2f} | {r['fps_adapted']:.2f} | "
             f"{r['rtf_adapted_10s']:.2f} |")
     if any("vmap_n" in r for r in rows):
       print()
-      print("| crop | N | batched compile s | batched compute s | "
-            "N separate compute s | compute speed-up | N separate runs s "
-            "(each compiles) | batched run s | speed-up |")
-      print("|---|---|---|---|---|---|---|---|---|")
+      print("| model | crop | N | batching | batched compile s | "
+            "batched compute s | N separate compute s | compute speed-up | "
+            "N separate runs s (each compiles) | batched run s | speed-up |")
+      print("|---|---|---|---|---|---|---|---|---|---|---|")
       for r in rows:
-        if "vmap_n" in r:
+        for b in r.get("batched", []):
           runs = r["vmap_n"] * r["adapt_compile_s"] + r["separate_compute_s"]
-          batched = r["vmap_compile_s"] + r["vmap_compute_s"]
-          print(f"| {r['crop']} | {r['vmap_n']} | {r['vmap_compile_s']:.1f} |"
-                f" {r['vmap_compute_s']:.2f} | {r['separate_compute_s']:.2f} |"
-                f" {r['separate_compute_s'] / r['vmap_compute_s']:.2f}x |"
+          batched = b["compile_s"] + b["compute_s"]
+          print(f"| {r['model']} | {r['crop']} | {r['vmap_n']} | "
+                f"{b['batching']} | {b['compile_s']:.1f} |"
+                f" {b['compute_s']:.2f} | {r['separate_compute_s']:.2f} |"
+                f" {r['separate_compute_s'] / b['compute_s']:.2f}x |"
                 f" {runs:.1f} | {batched:.1f} | {runs / batched:.2f}x |")
     mem = bench_memory(workdir) if any(_MEMORY.value) else []
     if mem:

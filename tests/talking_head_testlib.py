@@ -2,11 +2,17 @@
 
 The model is a randomly initialised 32x32 SPADE generator and a one-layer
 DeepSpeech2 encoder, written as a real export; the jitted inference functions
-are cached by module equality, so every test of a process shares one compile.
+(and the adaptation step) are cached by module equality, so every test of a
+process shares one compile. `shared_export()` writes that export once per
+process for every test module that only reads it.
 """
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import skimage.data
@@ -40,6 +46,14 @@ def write_export(path: str, *, spectral_norm: bool = False, seed: int = 0) -> st
       encoder_config=encoder_config(),
       preprocessing=export.default_preprocessing(CROP),
       train_config={"model": {"perceptual": PERCEPTUAL}}, seed=seed)
+
+
+@functools.lru_cache(maxsize=1)
+def shared_export() -> str:
+  """The default tiny export, written once per process (read-only use)."""
+  folder = tempfile.mkdtemp(prefix="a2v-test-export-")
+  atexit.register(shutil.rmtree, folder, ignore_errors=True)
+  return write_export(os.path.join(folder, "model"))
 
 
 def astronaut() -> np.ndarray:

@@ -1,6 +1,7 @@
 """python -m a2v_jax.generate: requests, atomic mp4s, aligned streams."""
 import json
 import os
+import shutil
 
 from absl import flags
 import cv2
@@ -16,8 +17,8 @@ import talking_head_testlib as lib
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-  return lib.write_export(str(tmp_path_factory.mktemp("exp") / "model"))
+def model():
+  return lib.shared_export()
 
 
 @pytest.fixture(scope="module")
@@ -97,38 +98,102 @@ def test_bad_suffix_and_mismatched_lists_are_one_line_errors(tmp_path):
                             * 2)
 
 
-def test_cli_writes_a_pasted_back_mp4_with_adaptation(model, head, inputs,
-                                                      tmp_path, capsys):
+def test_adaptation_from_the_cli_and_the_api(model, head, inputs, tmp_path,
+                                             capsys):
+  """--adapt_epochs + --paste_back end to end; then TalkingHead.adapt.
+
+  One test, so the suite compiles the SPADE adaptation step once: the API
+  call reuses the CLI's compiled step (each epoch then costs only compute).
+  """
   out = tmp_path / "talking.mp4"
   code, stdout, stderr = _run_main(
       [f"--model={model}", f"--image={inputs['image']}",
        f"--audio={inputs['stereo']}", f"--out={out}", "--paste_back",
-       "--adapt_epochs=1", f"--chunk_frames={lib.CHUNK_FRAMES}"], capsys)
+       "--adapt_epochs=2", f"--chunk_frames={lib.CHUNK_FRAMES}"], capsys)
   assert code == 0, stderr
   assert "wrote" in stdout and "adaptation" in stdout
+  assert "compile" in stdout and "2 epochs" in stdout
   frames, fps = video.read_video(out)
   assert fps == 25.0 and frames.shape == (23, 512, 512, 3)  # 22.5 -> 23
   info = video.probe_streams(out)
+  assert (info.video_codec, info.audio_codec) == ("h264", "aac")
   assert abs(info.audio_duration_s - 0.9) < 0.05
   assert not _leftovers(tmp_path)
 
+  identity = head.adapt(inputs["image"], epochs=4, learning_rate=1e-2)
+  stats = identity.adapt_stats
+  assert stats.compile_s == 0.0  # compiled by the CLI run above
+  assert stats.losses.shape == (4, 1) and len(stats.epoch_s) == 4
+  assert stats.losses[-1, 0] < stats.losses[0, 0]
+  before = head.generator_variables["params"]["conv_img"]["kernel"]
+  after = identity.generator_variables["params"]["conv_img"]["kernel"]
+  assert not np.allclose(before, after)
+  frames = head.generate(identity, lib.speech_like(0.4),
+                         sample_rate=lib.SAMPLE_RATE)
+  assert frames.shape == (10, lib.CROP, lib.CROP, 3)
 
-def test_cli_errors_are_one_line_and_leave_no_file(model, inputs, tmp_path,
-                                                   capsys):
-  grey = tmp_path / "grey.png"
+
+def _bad_inputs(model, inputs, d):
+  """(name, model, image, audio, out, words in the error) per bad input."""
+  grey = d / "grey.png"
   cv2.imwrite(str(grey), np.full((200, 200, 3), 128, np.uint8))
-  empty = tmp_path / "empty.wav"
+  tiny = d / "tiny.png"
+  cv2.imwrite(str(tiny), lib.astronaut()[:24, :24])
+  corrupt_jpg = d / "corrupt.jpg"
+  ok, buf = cv2.imencode(".jpg", lib.astronaut())
+  corrupt_jpg.write_bytes(buf.tobytes()[:300])
+  empty = d / "empty.wav"
   empty.write_bytes(b"")
-  for image, audio, word in ((str(grey), inputs["speech"], "no face"),
-                             (inputs["image"], str(empty), "empty")):
-    out = tmp_path / "never.mp4"
-    code, _, stderr = _run_main([f"--model={model}", f"--image={image}",
+  garbage = d / "garbage.wav"
+  garbage.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 10)
+  mute_video = d / "mute.mp4"
+  video.write_video(mute_video, np.zeros((5, 32, 32, 3), np.uint8), 25.0)
+  old = d / "old_export"
+  shutil.copytree(model, old)
+  _set_format_version(old, 0)
+  out = str(d / "never.mp4")
+  img, wav = inputs["image"], inputs["speech"]
+  return [
+      ("no face", model, grey, wav, out, "no face"),
+      ("too small", model, tiny, wav, out, "smaller than"),
+      ("corrupt image", model, corrupt_jpg, wav, out, "corrupt"),
+      ("empty audio", model, img, empty, out, "empty"),
+      ("corrupt audio", model, img, garbage, out, "cannot decode"),
+      ("no audio stream", model, img, mute_video, out, "no audio stream"),
+      ("old export", old, img, wav, out, "format version"),
+      ("unwritable out", model, img, wav, str(d / "no" / "dir" / "o.mp4"),
+       "cannot write"),
+  ]
+
+
+def _set_format_version(export_dir, version):
+  for root, _, files in os.walk(os.path.join(export_dir, "metadata")):
+    for name in files:
+      path = os.path.join(root, name)
+      try:
+        with open(path) as f:
+          data = json.load(f)
+      except (UnicodeDecodeError, json.JSONDecodeError):
+        continue
+      if isinstance(data, dict) and "format_version" in data:
+        data["format_version"] = version
+        with open(path, "w") as f:
+          json.dump(data, f)
+        return
+  raise AssertionError("no metadata JSON in the export")
+
+
+def test_every_bad_input_is_one_line_and_leaves_no_mp4(model, inputs, tmp_path,
+                                                       capsys):
+  for name, mdl, image, audio, out, words in _bad_inputs(model, inputs,
+                                                         tmp_path):
+    code, _, stderr = _run_main([f"--model={mdl}", f"--image={image}",
                                  f"--audio={audio}", f"--out={out}"], capsys)
-    assert code == 1
+    assert code == 1, name
     last = stderr.strip().splitlines()[-1]  # after the tqdm bars
-    assert last.startswith("error:") and word in last
-    assert "Traceback" not in stderr
-    assert not out.exists() and not _leftovers(tmp_path)
+    assert last.startswith("error:") and words in last, (name, last)
+    assert "Traceback" not in stderr, name
+    assert not os.path.exists(out) and not _leftovers(tmp_path), name
 
 
 def test_manifest_csv_and_jsonl(model, head, inputs, tmp_path):
@@ -172,19 +237,56 @@ def test_failure_while_streaming_leaves_no_partial_mp4(model, head, inputs,
   assert not out.exists() and not _leftovers(tmp_path)
 
 
-def test_minute_of_audio_keeps_frames_audio_and_mp4_aligned(model, head,
-                                                            inputs, tmp_path):
-  seconds = 60.0
-  audio = lib.write_wav(tmp_path / "minute.wav",
-                        lib.speech_like(seconds, 22050, channels=2), 22050)
-  out = tmp_path / "minute.mp4"
+def test_ten_minutes_stream_in_chunks_with_aligned_streams(
+    model, inputs, tmp_path, monkeypatch):
+  """10 min of odd-rate stereo audio -> an mp4 whose streams agree to 1 frame.
+
+  Everything but the two networks is real (audio decoding and resampling,
+  the chunked MFCC windows, the frame count, the streamed H.264 + AAC mux,
+  with ffmpeg's fast AAC coder). The encoder and generator, which set no
+  timing, are replaced by stand-ins (the reference face for every frame):
+  15,000 frames of even the tiny SPADE take minutes on a CPU;
+  benchmarks/generate.py makes 10 real minutes. Frames reach the writer one
+  fixed-size chunk at a time, so memory does not grow with the audio.
+  """
+  seconds, rate, chunk = 600.0, 22222, 250
+  second = lib.speech_like(1.0, rate, channels=2)
+  audio = lib.write_wav(tmp_path / "ten_minutes.wav",
+                        np.tile(second, (int(seconds), 1)), rate)
+  monkeypatch.setattr(inference, "_encode", _no_features)
+  monkeypatch.setattr(inference, "_render", _reference_face)
+  monkeypatch.setattr(stream_writer, "AAC_CODER", "fast")  # 3x faster AAC
+  sizes = []
+  write = stream_writer.StreamingVideoWriter.write
+  monkeypatch.setattr(stream_writer.StreamingVideoWriter, "write",
+                      lambda self, frames: (sizes.append(len(frames)),
+                                            write(self, frames))[1])
+  head = inference.TalkingHead.from_export(model, chunk_frames=chunk)
+  out = tmp_path / "ten_minutes.mp4"
   (result,) = generate.run(model, [generate.Request(inputs["image"], audio,
                                                     str(out))],
                            head=head, progress=False)
-  assert result.frames == 1500
+  assert result.frames == 15000 and sum(sizes) == 15000
+  assert max(sizes) == chunk
   info = video.probe_streams(out)
+  assert (info.video_codec, info.audio_codec) == ("h264", "aac")
   frame = 1.0 / 25.0
-  assert info.video_frames == 1500
+  assert info.video_frames == 15000
   assert abs(info.video_duration_s - seconds) <= frame
   assert abs(info.audio_duration_s - seconds) <= frame
   assert abs(info.video_duration_s - info.audio_duration_s) <= frame
+  assert not _leftovers(tmp_path)
+
+
+def _no_features(encoder, variables, windows):
+  """Stand-in for inference._encode: [C, W, S, F] windows -> zeros [C, 1]."""
+  del encoder, variables
+  assert windows.ndim == 4
+  return np.zeros((windows.shape[0], 1), np.float32)
+
+
+def _reference_face(generator, variables, face, feats):
+  """Stand-in for inference._render: the reference face for every frame."""
+  del generator, variables
+  face = np.clip(np.round((np.asarray(face[0]) + 1.0) * 127.5), 0, 255)
+  return np.broadcast_to(face.astype(np.uint8), (feats.shape[0],) + face.shape)

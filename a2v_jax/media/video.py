@@ -181,13 +181,15 @@ class StreamInfo(NamedTuple):
   video_frames: int
   video_duration_s: float
   audio_duration_s: float | None
+  video_codec: str | None = None  # ffmpeg's decoder name, e.g. 'h264'
+  audio_codec: str | None = None  # e.g. 'aac'; None without an audio stream
 
 
 def probe_streams(path: str | os.PathLike) -> StreamInfo:
-  """Measures the decoded length of the video and audio streams of a file.
+  """Measures the decoded length and codec of the video and audio streams.
 
   There is no ffprobe in the bundled ffmpeg, so this decodes both streams to
-  the null muxer and reads ffmpeg's progress report.
+  the null muxer and reads ffmpeg's progress report and stream listing.
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
@@ -195,12 +197,20 @@ def probe_streams(path: str | os.PathLike) -> StreamInfo:
   video = _null_decode(path, "0:v:0")
   if video is None:
     raise VideoError(f"{path} has no video stream")
-  frames, v_time = video
+  frames, v_time, listing = video
   audio = _null_decode(path, "0:a:0")
-  return StreamInfo(frames, v_time, None if audio is None else audio[1])
+  inputs = listing.split("Output #", 1)[0]  # the input's streams only
+  codecs = {}
+  for kind, codec in re.findall(r"Stream #0:\d+\S*: (Video|Audio): (\w+)",
+                                inputs):
+    codecs.setdefault(kind, codec)
+  return StreamInfo(frames, v_time, None if audio is None else audio[1],
+                    codecs.get("Video"),
+                    None if audio is None else codecs.get("Audio"))
 
 
-def _null_decode(path: str, stream: str) -> tuple[int, float] | None:
+def _null_decode(path: str, stream: str) -> tuple[int, float, str] | None:
+  """(frames, seconds, ffmpeg's log) of one decoded stream, None if absent."""
   proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-i", path, "-map", stream,
                          "-f", "null", "-"], stdout=subprocess.DEVNULL,
                         stderr=subprocess.PIPE, check=False)
@@ -212,7 +222,8 @@ def _null_decode(path: str, stream: str) -> tuple[int, float] | None:
     return None
   h, m, s = times[-1]
   frames = re.findall(r"frame=\s*(\d+)", err)
-  return (int(frames[-1]) if frames else 0), int(h) * 3600 + int(m) * 60 + float(s)
+  return ((int(frames[-1]) if frames else 0),
+          int(h) * 3600 + int(m) * 60 + float(s), err)
 
 
 def _umask() -> int:
