@@ -49,11 +49,41 @@ class SampleWriter:
                                         len(source)))]
     return self._clips
 
+  def _evaluator_options(self) -> dict:
+    """Networks of the evaluators that need one: the frozen pretrained
+    SyncNet (not the sync discriminator, which keeps training) for
+    'lip_sync', and config.pretrained.lipnet_ckpt for 'wer'."""
+    from a2v_jax.evaluation import networks  # pylint: disable=g-import-not-at-top
+    evals, pre = tuple(self.config.evals), self.config.pretrained
+    options = {}
+    if 'lip_sync' in evals:
+      if self.config.dataset.audio_features != 'mfcc':
+        raise ValueError("config.evals has 'lip_sync', which scores MFCC "
+                         "windows; set dataset.audio_features='mfcc' or drop "
+                         "it")
+      if not pre.syncnet_ckpt:
+        raise ValueError("config.evals has 'lip_sync' but "
+                         "config.pretrained.syncnet_ckpt is empty; give a "
+                         "SyncNet checkpoint or drop 'lip_sync'")
+      s = networks.load_syncnet(pre.syncnet_ckpt)
+      options['lip_sync'] = dict(embed_video=s.embed_video,
+                                 embed_audio=s.embed_audio,
+                                 prepare_faces=s.prepare_faces)
+    if 'wer' in evals:
+      if not pre.get('lipnet_ckpt'):
+        raise ValueError("config.evals has 'wer' but "
+                         "config.pretrained.lipnet_ckpt is empty; train one "
+                         "with configs/lipnet_grid.py or drop 'wer'")
+      options['wer'] = networks.lipnet_options(
+          networks.load_lipnet(pre.lipnet_ckpt))
+    return options
+
   def evaluate(self, state, frozen) -> dict[str, float]:
     """Runs config.evals on generated eval clips -> {'eval/<metric>': v}."""
     from a2v_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
     if not hasattr(self, '_evaluators'):
-      self._evaluators = evaluators.create_evaluators(self.config.evals)
+      self._evaluators = evaluators.create_evaluators(
+          self.config.evals, self._evaluator_options())
     clips = []
     for c in self._eval_clips():
       fake = self._frames(state, frozen, c['frames'][:1],
