@@ -110,10 +110,12 @@ def bench_size(crop: int, config_name: str, workdir: str) -> dict:
   if head.crop != crop:
     raise app.UsageError(f"--model has crop {head.crop}, not {crop}")
   aligned = head.prepare(skimage.data.astronaut())
+  _progress(f"{config_name} {crop}x{crop}: generation")
   row = {"crop": crop, "model": ("export" if _MODEL.value else
                                  f"{config_name} ngf={head.generator.ngf}")}
   row["first_call_s"], row["fps"] = time_generation(
       head, head.identity(aligned), _FRAMES.value)
+  _progress(f"{config_name} {crop}x{crop}: adaptation")
   identity = head.adapt(aligned, _EPOCHS.value)
   stats = identity.adapt_stats
   row["adapt_compile_s"], row["adapt_compute_s"] = stats.compile_s, stats.compute_s
@@ -132,6 +134,7 @@ def bench_size(crop: int, config_name: str, workdir: str) -> dict:
     row["separate_compute_s"] = n * single.compute_s
     row["batched"] = []
     for batching in _BATCHINGS.value:
+      _progress(f"{config_name} {crop}x{crop}: {n} identities, {batching}")
       head.adapt_batching = batching
       together = head.adapt_many(faces, _EPOCHS.value)[0].adapt_stats
       # Compiled now: the second run times compute only.
@@ -140,6 +143,10 @@ def bench_size(crop: int, config_name: str, workdir: str) -> dict:
                                  compile_s=together.compile_s,
                                  compute_s=again.compute_s))
   return row
+
+
+def _progress(stage: str) -> None:
+  print(f"[{time.strftime('%H:%M:%S')}] {stage}", file=sys.stderr, flush=True)
 
 
 def _peak_rss_mib() -> float:
@@ -188,6 +195,7 @@ def bench_memory(workdir: str) -> list[dict]:
       _MEMORY_CONFIG.value)
   rows = []
   for seconds in (float(s) for s in _MEMORY.value if s):
+    _progress(f"memory run, {seconds:g} s of audio")
     audio = os.path.join(workdir, f"speech_{seconds:g}s.wav")
     sf.write(audio, speech_like(seconds), 16000, subtype="PCM_16")
     out = os.path.join(workdir, f"out_{seconds:g}s.mp4")
@@ -199,6 +207,7 @@ def bench_memory(workdir: str) -> list[dict]:
     if proc.returncode or not lines:
       raise RuntimeError(f"memory run failed: {proc.stderr[-2000:]}")
     rows.append(dict(json.loads(lines[-1][7:]), audio_len_s=seconds))
+    print("measured: " + json.dumps(rows[-1]), flush=True)
   return rows
 
 
@@ -217,8 +226,12 @@ def main(argv) -> None:
                      "export given; speed/memory only)"))
   with tempfile.TemporaryDirectory() as workdir:
     configs = ["export"] if _MODEL.value else _GENERATORS.value
-    rows = [bench_size(int(s), c, workdir) for c in configs
-            for s in _SIZES.value if s]
+    rows = []
+    for c in configs:
+      for size in (int(s) for s in _SIZES.value if s):
+        rows.append(bench_size(size, c, workdir))
+        # Each result as soon as it is measured (long runs on a CPU).
+        print("measured: " + json.dumps(rows[-1]), flush=True)
     print()
     if rows:
       print("| model | crop | first call s (compile) | frames/s | "
