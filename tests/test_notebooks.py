@@ -15,6 +15,7 @@ import os
 import sys
 
 import nbformat
+import numpy as np
 import pytest
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
@@ -93,6 +94,45 @@ def test_committed_notebook_is_clean(name):
   assert "/work/" not in sources and "/tmp/" not in sources
 
 
+def test_events_read_back_with_the_phase_each_step_trained_in(tmp_path):
+  from a2v_jax import colab
+  from a2v_jax import metrics_writer
+  from configs import common
+  phase_weights = common.get_config().curriculum.weights
+  writer = metrics_writer.MetricsWriter(str(tmp_path), enabled=True)
+  # As the training loop logs with phases starting at steps 1 and 2: the
+  # phase after the step's update, and every term times its weight.
+  for step, (trained, after) in enumerate(((1, 2), (2, 3), (3, 3)), 1):
+    weighted = {f"loss_weighted/{t}": w * 0.5 for t, w in
+                phase_weights[f"phase{trained}"].items()}
+    writer.write_scalars(step, {"loss/perceptual": 1.0 / step,
+                                "curriculum/phase": after, **weighted})
+  writer.write_images(3, {"samples/grid": np.full((4, 6, 3), 200, np.uint8)})
+  writer.close()
+  events = colab.read_events(str(tmp_path))
+  steps, values = events.scalars["loss/perceptual"]
+  assert steps.tolist() == [1, 2, 3]
+  np.testing.assert_allclose(values, [1, 1 / 2, 1 / 3], rtol=1e-6)
+  assert colab.phase_of_steps(events, steps).tolist() == [1, 2, 3]
+  (step, png), = events.images["samples/grid"]
+  assert step == 3 and colab.decode_png(png).shape == (4, 6, 3)
+  with pytest.raises(colab.NotebookError, match="no TensorBoard event"):
+    colab.read_events(str(tmp_path / "empty"))
+
+
+def test_small_mode_reads_the_environment(monkeypatch):
+  from a2v_jax import colab
+  monkeypatch.setenv("A2V_NOTEBOOK_SMALL", "1")
+  assert colab.small_mode()
+  monkeypatch.setenv("A2V_NOTEBOOK_SMALL", "0")
+  assert not colab.small_mode(default=True)
+  monkeypatch.delenv("A2V_NOTEBOOK_SMALL")
+  assert not colab.small_mode() and colab.small_mode(default=True)
+  monkeypatch.setenv("A2V_NOTEBOOK_SMALL", "maybe")
+  with pytest.raises(colab.NotebookError, match="yes/no"):
+    colab.small_mode()
+
+
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
   work = str(tmp_path_factory.mktemp("quickstart"))
@@ -139,3 +179,21 @@ def test_train_synthetic_trains_three_phases_and_exports(tmp_path):
   assert loaded.preprocessing["crop"] == 64
   assert os.path.getsize(os.path.join(work, "a2v_synthetic_export.zip")) > 0
   assert "image/png" in json.dumps([c.get("outputs") for c in nb.cells])
+
+
+def test_evaluate_reports_model_beside_baselines(tmp_path):
+  from a2v_jax.evaluation import report
+  work = str(tmp_path)
+  nb = run_notebook("evaluate", work)
+  with open(os.path.join(work, "eval", "report.json")) as f:
+    rep = json.load(f)
+  rows = {r["name"]: r for r in rep["systems"]}
+  assert list(rows) == [report.MODEL, *report.BASELINES]
+  assert all(len(r["utterances"]) == 2 for r in rows.values())
+  # A random model is far from the real frames; the static baseline is not.
+  assert (rows[report.STATIC]["summary"]["ssim"]["mean"]
+          > rows[report.MODEL]["summary"]["ssim"]["mean"])
+  text = _text(nb)
+  assert "Table 1: image quality" in text  # the report table, shown
+  for caption in ("real", "generated", "static"):
+    assert f"<figcaption>{caption}</figcaption>" in text

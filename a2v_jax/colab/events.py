@@ -10,6 +10,7 @@ import dataclasses
 import glob
 import os
 import struct
+from typing import Mapping
 
 import numpy as np
 
@@ -88,18 +89,49 @@ def decode_png(data: bytes) -> np.ndarray:
   return image[..., ::-1]
 
 
-def phase_of_steps(events: Events, steps: np.ndarray) -> np.ndarray:
+def _phase_term_sets(weights: Mapping[str, Mapping[str, float]] | None
+                     ) -> dict[int, frozenset[str]]:
+  """phase -> the loss terms with a non-zero weight in it."""
+  if weights is None:
+    from configs import common  # pylint: disable=g-import-not-at-top
+    weights = common.get_config().curriculum.weights
+  return {int(name.removeprefix("phase")): frozenset(
+      t for t, w in dict(ws).items() if w > 0) for name, ws in weights.items()}
+
+
+def phase_of_steps(events: Events, steps: np.ndarray,
+                   weights: Mapping[str, Mapping[str, float]] | None = None
+                   ) -> np.ndarray:
   """The curriculum phase each logged step trained in: int [N].
 
-  The loop logs 'curriculum/phase' after its phase update, so the phase a
-  step trained in is the one logged at the previous logged step.
+  A step's phase is the one whose non-zero loss weights (`weights`:
+  config.curriculum.weights, default the base config's paper curriculum)
+  are exactly the terms with a non-zero 'loss_weighted/*' value at that
+  step. Steps that match no phase fall back to 'curriculum/phase' logged
+  at the previous logged step (the loop logs the phase after its update,
+  so a step's own value may already be the next phase).
   """
-  if "curriculum/phase" not in events.scalars:
-    return np.ones(len(steps), np.int64)
-  log_steps, phases = events.scalars["curriculum/phase"]
-  before = np.concatenate([phases[:1], phases[:-1]]).astype(np.int64)
-  idx = np.clip(np.searchsorted(log_steps, steps), 0, len(before) - 1)
-  return before[idx]
+  steps = np.asarray(steps)
+  fallback = np.ones(len(steps), np.int64)
+  if "curriculum/phase" in events.scalars:
+    log_steps, phases = events.scalars["curriculum/phase"]
+    before = np.concatenate([phases[:1], phases[:-1]]).astype(np.int64)
+    fallback = before[np.clip(np.searchsorted(log_steps, steps), 0,
+                              len(before) - 1)]
+  prefix = "loss_weighted/"
+  weighted = {tag[len(prefix):]: dict(zip(s.tolist(), v.tolist()))
+              for tag, (s, v) in events.scalars.items()
+              if tag.startswith(prefix)}
+  if not weighted:
+    return fallback
+  by_terms = {terms: phase for phase, terms in
+              _phase_term_sets(weights).items()}
+  out = fallback.copy()
+  for i, step in enumerate(steps.tolist()):
+    active = frozenset(t for t, v in weighted.items()
+                       if v.get(step, 0.0) != 0.0)
+    out[i] = by_terms.get(active, fallback[i])
+  return out
 
 
 def latest_clip(workdir: str) -> str | None:

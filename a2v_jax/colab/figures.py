@@ -26,6 +26,7 @@ def plot_losses_by_phase(events: events_lib.Events, prefix: str = "loss/",
   Returns:
     The matplotlib Figure.
   """
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   names = sorted(t[len(prefix):] for t in events.scalars
                  if t.startswith(prefix))
@@ -50,6 +51,7 @@ def plot_losses_by_phase(events: events_lib.Events, prefix: str = "loss/",
               label=f"phase {phase}")
     ax.set_title(name, fontsize=9)
     ax.tick_params(labelsize=7)
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
   for ax in list(axes.flat)[len(names):]:
     ax.axis("off")
   axes.flat[0].legend(fontsize=7)
