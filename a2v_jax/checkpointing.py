@@ -21,6 +21,7 @@ import os
 from typing import Any, Mapping
 
 from absl import logging
+from etils import epath
 import grain
 import jax
 import orbax.checkpoint as ocp
@@ -28,6 +29,15 @@ import orbax.checkpoint as ocp
 
 class CheckpointError(ValueError):
   """A checkpoint is missing or does not match what the run expects."""
+
+
+def resolve_path(path: str) -> str:
+  """An absolute local path, or a remote one (gs://...) unchanged.
+
+  os.path would turn 'gs://bucket/run' into a local 'gs:/bucket/run'.
+  """
+  path = str(path)
+  return path if '://' in path else os.path.abspath(path)
 
 
 def _json_safe(obj: Any) -> Any:
@@ -48,7 +58,7 @@ class Checkpointer:
 
   def __init__(self, directory: str, *, max_to_keep: int = 3,
                async_save: bool = True):
-    self.directory = os.path.abspath(directory)
+    self.directory = resolve_path(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
         create=True,
@@ -141,12 +151,12 @@ def load_state_tree(path: str, step: int | None = None) -> tuple[Any, dict]:
   Returns:
     (tree, metadata): tree is nested dicts of numpy/jax arrays on the host.
   """
-  if not os.path.isdir(path):
+  if not epath.Path(path).is_dir():
     raise CheckpointError(
         f'checkpoint directory {path!r} does not exist; train the run that '
         f'writes it first or fix the path in the config')
   with ocp.CheckpointManager(
-      os.path.abspath(path),
+      resolve_path(path),
       options=ocp.CheckpointManagerOptions(create=False),
       item_handlers={
           'state': ocp.StandardCheckpointHandler(),

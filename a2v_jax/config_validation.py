@@ -17,7 +17,7 @@ import ml_collections
 from a2v_jax import curriculum
 from a2v_jax import losses
 
-TASKS = ('a2v', 'ds2_ctc', 'syncnet', 'eye')
+TASKS = ('a2v', 'ds2_ctc', 'syncnet', 'eye', 'lipnet')
 DATASETS = ('grid', 'lombard_grid', 'synthetic', 'random')
 CROPS = (64, 128, 256)
 AUDIO_FEATURES = ('mfcc', 'log_mel')
@@ -152,6 +152,18 @@ def validate_config(config: Any) -> None:
               'sample_every_steps', 'max_to_keep', 'eval_every_steps'):
     if config[key] < 1:
       raise ConfigError(f'config.{key}={config[key]} must be >= 1')
+  if config.grad_accum_steps < 1 or config.batch_size % config.grad_accum_steps:
+    raise ConfigError(
+        f'config.grad_accum_steps={config.grad_accum_steps} must be >= 1 and '
+        f'divide config.batch_size={config.batch_size}')
+  if config.per_device_batch_size < 1 and config.per_device_batch_size != -1:
+    raise ConfigError(
+        f'config.per_device_batch_size={config.per_device_batch_size} must be '
+        f'>= 1, or -1 for batch_size / (devices x grad_accum_steps)')
+  if config.mesh.fsdp < 1 or (config.mesh.data < 1 and config.mesh.data != -1):
+    raise ConfigError(
+        f'config.mesh.data={config.mesh.data}, mesh.fsdp={config.mesh.fsdp}: '
+        f'fsdp must be >= 1 and data >= 1 or -1 (all remaining devices)')
   if config.num_train_steps == 0 or config.num_train_steps < -1:
     raise ConfigError(
         f'config.num_train_steps={config.num_train_steps} must be >= 1, or -1 '

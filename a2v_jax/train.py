@@ -7,9 +7,11 @@ the generator is updated against all its loss terms, then each discriminator
 weights of the curriculum phase come in as a float32 vector argument, so a
 phase change reuses the compiled step.
 
-Data parallelism: one `jax.jit` over a Mesh with a 'data' axis; the batch is
-sharded along it, the state is replicated and donated. The same code runs on
-one CPU, on simulated devices and on N hosts.
+Parallelism: one `jax.jit` over a Mesh with a 'data' axis and an optional
+'fsdp' axis (a2v_jax/parallel.py); the batch is sharded over both, the state
+is replicated, or sharded along 'fsdp', and donated. Gradients can be
+accumulated over micro-batches inside the step. The same code runs on one
+CPU, on simulated devices and on N hosts (jax.distributed).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from absl import logging
 import jax
 from jax import lax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+from etils import epath
 import ml_collections
 import numpy as np
 
@@ -34,6 +37,7 @@ from a2v_jax import config_validation
 from a2v_jax import curriculum
 from a2v_jax import losses
 from a2v_jax import metrics_writer
+from a2v_jax import parallel
 from a2v_jax import sample_writer
 from a2v_jax import train_state as train_state_lib
 from a2v_jax.models import deepspeech2
@@ -47,6 +51,10 @@ from a2v_jax.models import vgg
 # Incremented each time `train_step` is traced: a phase change must not add
 # a trace (tests read it; the loop logs it).
 TRAIN_STEP_TRACES = 0
+
+
+# Variables are initialised once per run: compile that unoptimised.
+INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -145,42 +153,33 @@ def _gated(enabled, weight, fn):
   return lax.cond(weight > 0, fn, zeros)
 
 
-def train_step(nets: Networks, config: ml_collections.ConfigDict,
-               state: train_state_lib.TrainState, batch: dict[str, jax.Array],
-               weights: jax.Array, frozen: dict[str, Any]):
-  """One GAN step: a generator update, then one update per discriminator.
+def compute_grads(nets: Networks, config: ml_collections.ConfigDict,
+                  state: train_state_lib.TrainState, batch: dict[str, jax.Array],
+                  w: dict[str, jax.Array], frozen: dict[str, Any]):
+  """Gradients and losses of one (micro-)batch; no parameter changes.
 
   Args:
-    nets: the modules (static).
-    config: the run config (static; read for loss options only).
-    state: the TrainState (donated).
-    batch: loader batch (see a2v_jax.data.pipeline), sharded on 'data'.
-    weights: float32 [len(curriculum.LOSS_TERMS)], the phase's loss weights.
-    frozen: variables of the frozen networks {'ds2', 'eye', 'perceptual'}.
+    nets, config, state, frozen: as for `train_step`.
+    batch: {'frames' [b, T, H, W, 3], 'reference' [b, H, W, 3], 'mfcc'
+      [b, T, 20, 13], 'mfcc_other' [b, 20, 13] (another clip's audio of the
+      centre frame, the sync discriminator's false pairs)}.
+    w: loss term -> float32 [] weight.
 
   Returns:
-    (new state, metrics): metrics['terms'][name] is the unweighted value of
-    every loss term, metrics['weighted'][name] its weighted value (NaN when
-    the term or its weight is not finite), plus discriminator losses.
+    (grads, collections, metrics): grads {'g': G params, 'd': {name: D
+    params}}; collections the networks' non-param variables after the
+    forward passes (spectral-norm vectors; they depend on the parameters
+    only, so every micro-batch gives the same); metrics {'terms', 'parts',
+    'g_total', 'd_loss'}, each a batch mean.
 
   The generator and its discriminator updates share one generator forward
   (jax.vjp, as in MAGVIT): the generator loss is differentiated w.r.t. the
   generated frames and pulled back through the saved vjp. The generator is
   scored by the discriminators' parameters before their update, and each
   discriminator then trains on those same (stop-gradient) frames.
-  By default every term is computed and multiplied by its weight (no `if`
-  on the phase, no recompilation). With config.loss.gate_inactive_terms the
-  0-weighted terms and discriminator updates run under lax.cond(weight > 0)
-  instead and cost nothing (see common.py for why that is off by default).
-  A discriminator whose terms all have weight 0 keeps its parameters and
-  optimiser state unchanged either way.
   """
-  global TRAIN_STEP_TRACES
-  TRAIN_STEP_TRACES += 1
   lc = config.loss
   gate = bool(lc.gate_inactive_terms)
-  w = {name: weights[i] for i, name in enumerate(curriculum.LOSS_TERMS)}
-  rng = jax.random.fold_in(state.rng, state.step)
   real = batch['frames']
   b, t, h, wd, _ = real.shape
   mfcc = batch['mfcc']
@@ -216,9 +215,13 @@ def train_step(nets: Networks, config: ml_collections.ConfigDict,
 
     def perceptual():
       pv = frozen['perceptual']
+      # Optionally on k evenly spaced frames of each window only: the VGG
+      # is by far the costliest network of a small CPU run.
+      idx = perceptual_frame_indices(t, lc.get('perceptual_frames', 0))
+      pick = lambda x: x[:, idx].reshape(b * len(idx), h, wd, 3)
       return losses.perceptual_loss(
-          nets.perceptual.apply(pv, real_flat),
-          nets.perceptual.apply(pv, fake_flat),
+          lax.stop_gradient(nets.perceptual.apply(pv, pick(real))),
+          nets.perceptual.apply(pv, pick(fake)),
           nets.perceptual_layer_weights, nets.perceptual.layers)
     out['perceptual'] = _gated(gate, w['perceptual'], perceptual)
     out['temporal_adversarial'] = _gated(
@@ -246,20 +249,12 @@ def train_step(nets: Networks, config: ml_collections.ConfigDict,
   (g_total, (terms, parts)), g_fake_grad = jax.value_and_grad(
       g_loss_fn, has_aux=True)(fake)
   (g_grads,) = g_vjp(g_fake_grad)
-  g_updates, g_opt_state = state.g_tx.update(
-      g_grads, state.g_opt_state, state.g_params['params'])
-  g_params_new = jax.tree.map(jnp.add, state.g_params['params'], g_updates)
-  new_g = {'params': g_params_new, **g_coll}
-  ema = train_state_lib.update_ema(
-      state.ema_g_params['params'], g_params_new, config.ema_decay)
-  new_ema = {'params': ema, **g_coll}
 
   # Discriminators: each on real vs the generated frames above.
   fake_sg = lax.stop_gradient(fake)
   fake_flat_sg = fake_sg.reshape(b * t, h, wd, 3)
   sync_fake_faces = syncnet.lower_half(fake_sg[:, s0:s0 + 5], sync_hw)
-  shift = jax.random.randint(rng, [], 1, max(2, b))
-  mfcc_other = jnp.roll(mfcc_centre, shift, axis=0)  # another clip's audio
+  mfcc_other = batch['mfcc_other']
 
   def frame_loss(p, coll):
     v = {'params': p, **coll}
@@ -285,7 +280,7 @@ def train_step(nets: Networks, config: ml_collections.ConfigDict,
     return losses.contrastive_loss(ve, ae, labels,
                                    lc.contrastive_margin)[0], coll
 
-  d_losses, new_d_params, new_d_opt = {}, {}, {}
+  d_losses, d_grads, d_colls = {}, {}, {}
   for name, loss_fn in (('frame', frame_loss), ('temporal', temporal_loss),
                         ('sync', sync_loss)):
     active = sum(w[k] for k in curriculum.DISCRIMINATOR_TERMS[name]) > 0
@@ -299,25 +294,131 @@ def train_step(nets: Networks, config: ml_collections.ConfigDict,
     def skip(dv=dv, coll=coll):
       return (jnp.zeros([], jnp.float32), coll), jax.tree.map(
           jnp.zeros_like, dv['params'])
-    (d_loss, d_coll), d_grads = lax.cond(active, run, skip) if gate else run()
-    upd, opt = state.d_tx.update(d_grads, state.d_opt_state[name], dv['params'])
-    updated = {'params': jax.tree.map(jnp.add, dv['params'], upd), **d_coll}
+    (d_losses[name], d_colls[name]), d_grads[name] = (
+        lax.cond(active, run, skip) if gate else run())
+
+  grads = {'g': g_grads, 'd': d_grads}
+  collections = {'g': g_coll, 'd': d_colls}
+  metrics = {'terms': terms, 'parts': parts, 'g_total': g_total,
+             'd_loss': d_losses}
+  return grads, collections, metrics
+
+
+def accumulate_grads(grads_fn, batch: dict[str, jax.Array],
+                     grad_accum_steps: int, mesh: Mesh | None = None):
+  """Mean of `grads_fn` outputs over micro-batches of `batch` (lax.scan).
+
+  Args:
+    grads_fn: micro-batch -> (grads, collections, metrics), batch means.
+    batch: arrays [B, ...] with B divisible by grad_accum_steps.
+    grad_accum_steps: number of micro-batches.
+    mesh: the training mesh, to keep micro-batches on the batch's devices.
+
+  Returns:
+    (grads, collections, metrics): grads and metrics averaged over the
+    micro-batches (so equal to one pass over the whole batch, as every loss
+    is a batch mean), collections of the last micro-batch.
+  """
+  if grad_accum_steps == 1:
+    return grads_fn(batch)
+  micro = parallel.split_microbatches(batch, grad_accum_steps, mesh)
+  first = jax.tree.map(lambda x: x[0], micro)
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                       jax.eval_shape(grads_fn, first))
+
+  def body(carry, micro_batch):
+    grads, collections, metrics = grads_fn(micro_batch)
+    acc_grads, _, acc_metrics = carry
+    add = lambda a, x: jax.tree.map(jnp.add, a, x)
+    return (add(acc_grads, grads), collections, add(acc_metrics, metrics)), None
+
+  (grads, collections, metrics), _ = lax.scan(body, zeros, micro)
+  mean = lambda tree: jax.tree.map(lambda x: x / grad_accum_steps, tree)
+  return mean(grads), collections, mean(metrics)
+
+
+def perceptual_frame_indices(num_frames: int, k: int) -> tuple[int, ...]:
+  """k evenly spaced frame indices of a window of `num_frames` (all when k
+  is 0 or >= num_frames), for config.loss.perceptual_frames."""
+  if k <= 0 or k >= num_frames:
+    return tuple(range(num_frames))
+  return tuple(int(i) for i in np.linspace(0, num_frames - 1, k + 2)[1:-1]
+               .round())
+
+
+def train_step(nets: Networks, config: ml_collections.ConfigDict,
+               state: train_state_lib.TrainState, batch: dict[str, jax.Array],
+               weights: jax.Array, frozen: dict[str, Any],
+               mesh: Mesh | None = None):
+  """One GAN step: a generator update, then one update per discriminator.
+
+  Args:
+    nets: the modules (static).
+    config: the run config (static; loss options and grad_accum_steps).
+    state: the TrainState (donated).
+    batch: loader batch (see a2v_jax.data.pipeline), the whole optimiser
+      step's examples, sharded over the mesh's batch axes.
+    weights: float32 [len(curriculum.LOSS_TERMS)], the phase's loss weights.
+    frozen: variables of the frozen networks {'ds2', 'eye', 'perceptual'}.
+    mesh: the training mesh (static), for micro-batch shardings.
+
+  Returns:
+    (new state, metrics): metrics['terms'][name] is the unweighted value of
+    every loss term, metrics['weighted'][name] its weighted value (NaN when
+    the term or its weight is not finite), plus discriminator losses.
+
+  Gradients come from `compute_grads`, summed over config.grad_accum_steps
+  micro-batches, so the update equals one pass over the whole batch.
+  By default every term is computed and multiplied by its weight (no `if`
+  on the phase, no recompilation). With config.loss.gate_inactive_terms the
+  0-weighted terms and discriminator updates run under lax.cond(weight > 0)
+  instead and cost nothing (see common.py for why that is off by default).
+  A discriminator whose terms all have weight 0 keeps its parameters and
+  optimiser state unchanged either way.
+  """
+  global TRAIN_STEP_TRACES
+  TRAIN_STEP_TRACES += 1
+  w = {name: weights[i] for i, name in enumerate(curriculum.LOSS_TERMS)}
+  rng = jax.random.fold_in(state.rng, state.step)
+  b, t = batch['mfcc'].shape[:2]
+  centre = sync_window(t)[1]
+  # False sync pairs take another clip's audio, drawn over the whole batch
+  # before it is split into micro-batches (so accumulation changes nothing).
+  shift = jax.random.randint(rng, [], 1, max(2, b))
+  batch = {'frames': batch['frames'], 'reference': batch['reference'],
+           'mfcc': batch['mfcc'],
+           'mfcc_other': jnp.roll(batch['mfcc'][:, centre], shift, axis=0)}
+  grads, colls, metrics = accumulate_grads(
+      lambda mb: compute_grads(nets, config, state, mb, w, frozen), batch,
+      int(config.grad_accum_steps), mesh)
+
+  g_updates, g_opt_state = state.g_tx.update(
+      grads['g'], state.g_opt_state, state.g_params['params'])
+  g_params_new = jax.tree.map(jnp.add, state.g_params['params'], g_updates)
+  new_g = {'params': g_params_new, **colls['g']}
+  ema = train_state_lib.update_ema(
+      state.ema_g_params['params'], g_params_new, config.ema_decay)
+  new_ema = {'params': ema, **colls['g']}
+
+  new_d_params, new_d_opt = {}, {}
+  for name in train_state_lib.DISCRIMINATORS:
+    active = sum(w[k] for k in curriculum.DISCRIMINATOR_TERMS[name]) > 0
+    dv = state.d_params[name]
+    upd, opt = state.d_tx.update(grads['d'][name], state.d_opt_state[name],
+                                 dv['params'])
+    updated = {'params': jax.tree.map(jnp.add, dv['params'], upd),
+               **colls['d'][name]}
     keep = lambda new, old: jax.tree.map(
         lambda n, o: jnp.where(active, n, o), new, old)
     new_d_params[name] = keep(updated, dv)
     new_d_opt[name] = keep(opt, state.d_opt_state[name])
-    d_losses[name] = d_loss
 
   new_state = state.replace(
       step=state.step + 1, g_params=new_g, g_opt_state=g_opt_state,
       ema_g_params=new_ema, d_params=new_d_params, d_opt_state=new_d_opt)
-  metrics = {
-      'terms': terms,
-      'weighted': {k: w[k] * terms[k] for k in curriculum.LOSS_TERMS},
-      'parts': parts,
-      'g_total': g_total,
-      'd_loss': d_losses,
-  }
+  terms = metrics['terms']
+  metrics = dict(metrics, weighted={k: w[k] * terms[k]
+                                    for k in curriculum.LOSS_TERMS})
   return new_state, metrics
 
 
@@ -345,40 +446,64 @@ def init_variables(nets: Networks, rng: jax.Array, example: dict[str, Any]):
 
 
 def create_train_state(config, nets: Networks, example: dict[str, Any],
-                       steps_per_epoch: int, pretrained: dict[str, Any]
+                       steps_per_epoch: int, pretrained: dict[str, Any],
+                       mesh: Mesh | None = None
                        ) -> tuple[train_state_lib.TrainState, dict[str, Any]]:
   """A fresh TrainState plus the frozen networks' variables.
 
   Args:
     config: the run config.
     nets: from `create_networks`.
-    example: a batch (numpy) fixing the shapes.
+    example: a batch (numpy) fixing the shapes (values are not read).
     steps_per_epoch: for the learning-rate schedule.
     pretrained: {'ds2', 'syncnet', 'eye'} -> variables or None (random init).
+    mesh: the training mesh; None = the host's default device.
 
   Returns:
-    (state, frozen) on the host's default device.
+    (state, frozen): on `mesh`, the state sharded by
+    `parallel.state_shardings` (initialised in place, so an FSDP-sharded
+    generator never has to fit one device) and frozen replicated.
   """
-  rng = jax.random.PRNGKey(config.seed)
-  init_rng, state_rng = jax.random.split(rng)
-  # One compiled init instead of hundreds of eagerly dispatched ops.
-  g_vars, d_vars, ds2_vars, eye_vars = jax.jit(
-      functools.partial(init_variables, nets))(
-          init_rng, {k: example[k] for k in ('frames', 'reference', 'mfcc')})
-  for name, ref in (('ds2', ds2_vars), ('syncnet', d_vars['sync']),
-                    ('eye', eye_vars)):
+  tx = train_state_lib.create_optimizer(config.optimizer, steps_per_epoch)
+  shapes = {k: jax.ShapeDtypeStruct(np.shape(example[k]), jnp.float32)
+            for k in ('frames', 'reference', 'mfcc')}
+
+  def init():
+    init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+    zeros = {k: jnp.zeros(s.shape, s.dtype) for k, s in shapes.items()}
+    g_vars, d_vars, ds2_vars, eye_vars = init_variables(nets, init_rng, zeros)
+    state = train_state_lib.TrainState.create(
+        rng=state_rng, g_params=g_vars, d_params=d_vars, g_tx=tx, d_tx=tx)
+    return state, {'ds2': ds2_vars, 'eye': eye_vars}
+
+  # One compiled init instead of hundreds of eagerly dispatched ops. It runs
+  # once, so it is compiled unoptimised: 4-8x faster to compile on CPU.
+  if mesh is None:
+    state, helpers = jax.jit(init, compiler_options=INIT_COMPILER_OPTIONS)()
+  else:
+    abstract_state, abstract_helpers = jax.eval_shape(init)
+    shardings = parallel.state_shardings(abstract_state, mesh)
+    rep = parallel.replicated(mesh)
+    state, helpers = jax.jit(init, out_shardings=(
+        shardings, jax.tree.map(lambda _: rep, abstract_helpers)),
+                             compiler_options=INIT_COMPILER_OPTIONS)()
+  for name, ref in (('ds2', helpers['ds2']), ('syncnet', state.d_params['sync']),
+                    ('eye', helpers['eye'])):
     _check_pretrained(name, ref, pretrained.get(name))
   if pretrained.get('syncnet') is not None:
-    d_vars['sync'] = pretrained['syncnet']
-  tx = train_state_lib.create_optimizer(config.optimizer, steps_per_epoch)
-  state = train_state_lib.TrainState.create(
-      rng=state_rng, g_params=g_vars, d_params=d_vars, g_tx=tx, d_tx=tx)
+    sync = pretrained['syncnet']
+    if mesh is not None:
+      sync = parallel.put_global(
+          sync, parallel.state_shardings(state, mesh).d_params['sync'])
+    state = state.replace(d_params={**state.d_params, 'sync': sync})
   _, perceptual_vars = vgg.load_perceptual_network(_perceptual_cfg(config))
   frozen = {
-      'ds2': pretrained.get('ds2') or ds2_vars,
-      'eye': pretrained.get('eye') or eye_vars,
+      'ds2': pretrained.get('ds2') or helpers['ds2'],
+      'eye': pretrained.get('eye') or helpers['eye'],
       'perceptual': perceptual_vars,
   }
+  if mesh is not None:
+    frozen = parallel.put_global(frozen, parallel.replicated(mesh))
   return state, frozen
 
 
@@ -402,20 +527,39 @@ def _perceptual_cfg(config):
   return pcfg
 
 
-def create_mesh() -> Mesh:
-  """A 1-D mesh over every device of every process, axis 'data'."""
-  return Mesh(np.asarray(jax.devices()), ('data',))
+def create_mesh(config: ml_collections.ConfigDict | None = None) -> Mesh:
+  """The ('data', 'fsdp') mesh of `config.mesh` over every device of every
+  process (all on 'data' when config is None); see a2v_jax/parallel.py."""
+  return parallel.create_mesh(None if config is None else config.mesh)
 
 
-def jit_train_step(nets: Networks, config, mesh: Mesh):
-  """The sharded, donated train step: (state, batch, weights, frozen)."""
-  replicated = NamedSharding(mesh, P())
-  batch_sharding = NamedSharding(mesh, P('data'))
+def compiler_options(config) -> dict[str, Any] | None:
+  """XLA options of the train step from `config.xla_backend_optimization_level`
+  (-1 = XLA's default). Level 0 compiles a GAN several times faster on CPU,
+  which dominates short runs; see benchmarks/train_step.py."""
+  level = config.get('xla_backend_optimization_level', -1)
+  return None if level < 0 else {'xla_backend_optimization_level': int(level)}
+
+
+def jit_train_step(nets: Networks, config, mesh: Mesh, state_sharding=None):
+  """The sharded, donated train step: (state, batch, weights, frozen).
+
+  Args:
+    nets, config: as for `train_step`.
+    mesh: the training mesh (a 1-D 'data' mesh works too).
+    state_sharding: a TrainState of NamedShardings
+      (`parallel.state_shardings`); None = replicated.
+  """
+  replicated = parallel.replicated(mesh)
+  state_sharding = replicated if state_sharding is None else state_sharding
   return jax.jit(
-      functools.partial(train_step, nets, config),
-      in_shardings=(replicated, batch_sharding, replicated, replicated),
-      out_shardings=(replicated, replicated),
-      donate_argnums=0)
+      functools.partial(train_step, nets, config, mesh=mesh),
+      in_shardings=(state_sharding, parallel.batch_sharding(mesh), replicated,
+                    replicated),
+      out_shardings=(state_sharding, replicated),
+      donate_argnums=0,
+      compiler_options={**(compiler_options(config) or {}),
+                        **(parallel.compiler_options(mesh) or {})} or None)
 
 
 def check_finite(metrics: dict[str, Any], step: int,
@@ -467,27 +611,23 @@ def load_pretrained(config, workdir: str) -> dict[str, Any]:
   return out
 
 
-def _abstract(tree, sharding):
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
-
-
-def _init_from(state, path: str):
+def _init_from(state, path: str, shardings):
   """Copies G, the EMA and the discriminators from another run's checkpoint.
 
   Optimiser states and the step start afresh (a new phase, a new schedule).
+  Every process reads the checkpoint and keeps its own shards.
   """
   tree, meta = checkpointing.load_state_tree(path)
   logging.info('Initialising from %s (phase %s).', path,
                meta.get('curriculum', {}).get('phase'))
-  cast = lambda ref, new: jax.tree.map(
-      lambda r, n: jnp.asarray(n, r.dtype).reshape(r.shape), ref, new)
-  d_params = dict(state.d_params)
-  for name in state.d_params:
-    d_params[name] = cast(state.d_params[name], tree['d_params'][name])
+  cast = lambda ref, new, sh: parallel.put_global(jax.tree.map(
+      lambda r, n: np.asarray(n, r.dtype).reshape(r.shape), ref, new), sh)
+  d_params = {name: cast(state.d_params[name], tree['d_params'][name],
+                         shardings.d_params[name]) for name in state.d_params}
   return state.replace(
-      g_params=cast(state.g_params, tree['g_params']),
-      ema_g_params=cast(state.ema_g_params, tree['ema_g_params']),
+      g_params=cast(state.g_params, tree['g_params'], shardings.g_params),
+      ema_g_params=cast(state.ema_g_params, tree['ema_g_params'],
+                        shardings.ema_g_params),
       d_params=d_params)
 
 
@@ -512,13 +652,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     return pretrain.train_and_evaluate(config, workdir)
   from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
   from a2v_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  mesh = create_mesh()
-  if config.batch_size % jax.device_count():
-    raise config_validation.ConfigError(
-        f'config.batch_size={config.batch_size} must be a multiple of the '
-        f'{jax.device_count()} devices')
+  # Batch sizes and mesh first: a mismatch with the devices fails at once.
+  sizes = parallel.check_batch_sizes(config, jax.device_count(),
+                                     jax.process_count())
+  mesh = create_mesh(config)
+  # The workdir may be remote (gs://...): orbax and epath take it as is.
+  workdir = checkpointing.resolve_path(workdir)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   d = config.dataset
   source = data_sources.create_source(config, workdir, d.split)
   steps_per_epoch = config.optimizer.steps_per_epoch
@@ -529,7 +669,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     num_steps = int((config.optimizer.constant_epochs
                      + config.optimizer.decay_epochs) * steps_per_epoch)
   loader_kwargs = dict(
-      batch_size=config.batch_size // jax.process_count(),
+      batch_size=sizes.per_process,
       num_frames=d.num_frames, seed=config.seed, shuffle=True,
       num_epochs=None, worker_count=d.worker_count,
       shard_index=jax.process_index(), shard_count=jax.process_count(),
@@ -538,36 +678,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   example = next(iter(pipeline.create_loader(source, **loader_kwargs)))
 
   nets = create_networks(config)
-  replicated = NamedSharding(mesh, P())
-  batch_sharding = NamedSharding(mesh, P('data'))
+  batch_sharding = parallel.batch_sharding(mesh)
   example = {'frames': example['frames'], 'reference': example['reference'],
              'mfcc': example[d.audio_features]}
   state, frozen = create_train_state(
-      config, nets, example, steps_per_epoch, load_pretrained(config, workdir))
+      config, nets, example, steps_per_epoch, load_pretrained(config, workdir),
+      mesh=mesh)
+  state_sharding = parallel.state_shardings(state, mesh)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                     max_to_keep=config.max_to_keep)
   controller = curriculum.PhaseController.from_config(config.curriculum)
   latest = ckpt.latest_step()
   if latest is not None:
-    state, meta = ckpt.restore(latest, _abstract(state, replicated), data_iter)
+    # Collective: every process reads its own shards of the same step.
+    state, meta = ckpt.restore(
+        latest, parallel.abstract_with_shardings(state, state_sharding),
+        data_iter)
     controller.load_state_dict(meta['curriculum'])
     logging.info('Resuming at step %d, phase %d.', latest, controller.phase)
-  else:
-    if config.init_from:
-      state = _init_from(state, config.init_from)
-    state = jax.device_put(state, replicated)
-  frozen = jax.device_put(frozen, replicated)
-  step_fn = jit_train_step(nets, config, mesh)
+  elif config.init_from:
+    state = _init_from(state, config.init_from, state_sharding)
+  step_fn = jit_train_step(nets, config, mesh, state_sharding)
   writer = metrics_writer.MetricsWriter(os.path.join(workdir, 'tensorboard'))
   schedule = train_state_lib.create_learning_rate_schedule(
       config.optimizer, steps_per_epoch)
   sampler = sample_writer.SampleWriter(config, nets, workdir, writer)
   frames_per_step = config.batch_size * d.num_frames
+  is_chief = jax.process_index() == 0
 
   start = int(jax.device_get(state.step))
-  logging.info('Training steps %d..%d (%d steps/epoch, global batch %d, %d '
-               'devices), phase %d.', start, num_steps, steps_per_epoch,
-               config.batch_size, jax.device_count(), controller.phase)
+  logging.info('Training steps %d..%d (%d steps/epoch), phase %d; global '
+               'batch %d = %d per device x %d devices x %d accumulation '
+               'steps; mesh %s over %d process(es).', start, num_steps,
+               steps_per_epoch, controller.phase, sizes.global_batch,
+               sizes.per_device, jax.device_count(), sizes.grad_accum_steps,
+               dict(mesh.shape), jax.process_count())
   traces_before = TRAIN_STEP_TRACES
   t_last, step_last = time.time(), start
   try:
@@ -588,8 +733,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         now = time.time()
         rate = (done - step_last) / max(now - t_last, 1e-9)
         t_last, step_last = now, done
-        _log_progress(done, num_steps, phase_before, rate,
-                      rate * frames_per_step, metrics)
+        if is_chief:
+          _log_progress(done, num_steps, phase_before, rate,
+                        rate * frames_per_step, metrics)
         scalars = {f'loss/{k}': v for k, v in metrics['terms'].items()}
         scalars.update({f'loss_parts/{k}': v
                         for k, v in metrics['parts'].items()})
@@ -602,11 +748,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                         controller.phase, 'throughput/steps_per_s': rate,
                         'throughput/frames_per_s': rate * frames_per_step})
         writer.write_scalars(done, scalars)
+      # Samples and evaluations read the EMA generator on process 0 only;
+      # with FSDP every process first takes part in gathering it.
       if done % config.sample_every_steps == 0 or done == num_steps:
-        sampler.write(done, state, frozen, host_batch)
+        sampler.write(done, _chief_view(state, mesh), frozen, host_batch)
       if config.evals and (done % config.eval_every_steps == 0
                            or done == num_steps):
-        writer.write_scalars(done, sampler.evaluate(state, frozen))
+        view = _chief_view(state, mesh)
+        if is_chief:
+          writer.write_scalars(done, sampler.evaluate(view, frozen))
       if (done % config.ckpt_every_steps == 0 or done == num_steps
           or advanced):
         ckpt.save(done, state, {
@@ -627,6 +777,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   logging.info('Done at step %d, phase %d; the train step was traced %d '
                'time(s).', num_steps, controller.phase, retraces)
   return state
+
+
+def _chief_view(state, mesh: Mesh):
+  """`state` with its EMA generator fully replicated (a collective)."""
+  return state.replace(ema_g_params=parallel.gather_replicated(
+      state.ema_g_params, mesh))
 
 
 def _log_progress(step, num_steps, phase, steps_per_s, frames_per_s, metrics):

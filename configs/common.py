@@ -48,7 +48,18 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.seed = 0
   # Total optimiser steps; -1 = (constant_epochs + decay_epochs) epochs.
   c.num_train_steps = -1
-  c.batch_size = 16  # global, over all devices and hosts
+  # Examples per optimiser step, over all devices and hosts. Must equal
+  # per_device_batch_size x jax.device_count() x grad_accum_steps (checked
+  # at start-up); per_device_batch_size=-1 derives it from the other two.
+  c.batch_size = 16
+  c.per_device_batch_size = -1
+  # Micro-batches per optimiser step: the step sums their G and D gradients
+  # (lax.scan) before one update, for global batches larger than memory.
+  c.grad_accum_steps = 1
+  # Device mesh (a2v_jax/parallel.py): 'data' splits the batch; 'fsdp' also
+  # shards the parameters and optimiser states of G and the Ds (for
+  # generators too big for one device). data=-1: every device not in fsdp.
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
 
   c.dataset = ml_collections.ConfigDict(dict(
       name='grid',            # 'grid' | 'lombard_grid' | 'synthetic' | 'random'
@@ -86,6 +97,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
       # default: with 8 simulated CPU devices, collectives inside the cond
       # branches intermittently hit XLA CPU's rendezvous timeout (abort).
       gate_inactive_terms=False,
+      # Frames of each window the perceptual loss sees (evenly spaced);
+      # 0 = all. The VGG dominates the cost of a small CPU run.
+      perceptual_frames=0,
   ))
 
   c.curriculum = ml_collections.ConfigDict(dict(
@@ -116,7 +130,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # (train it into <workdir>/pretrained/<name> with the *_synthetic twin
   # settings, or reuse it) or 'random' (random init; smoke tests only).
   c.pretrained = ml_collections.ConfigDict(dict(
-      ds2_ckpt='', syncnet_ckpt='', eye_ckpt='', missing='error'))
+      ds2_ckpt='', syncnet_ckpt='', eye_ckpt='', missing='error',
+      # A LipNet (configs/lipnet_grid.py) for the 'wer' evaluator only.
+      lipnet_ckpt=''))
   # A checkpoint directory to initialise G, the EMA and the discriminators
   # from (phase 2 starts from phase 1). Ignored when the workdir already
   # has a checkpoint (then the run resumes).
@@ -137,6 +153,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
       lipnet=dict(conv_features=(32, 64, 96), gru_hidden=256, gru_layers=2,
                   dropout_rate=0.5, gru_dropout_rate=0.5, mouth_hw=(50, 100)),
   ))
+
+  # XLA backend optimisation level of the train step; -1 = XLA's default.
+  # 0 compiles several times faster on CPU (benchmarks/train_step.py).
+  c.xla_backend_optimization_level = -1
 
   c.log_every_steps = 50
   c.ckpt_every_steps = 1000
