@@ -11,7 +11,7 @@ process:
   A2V_LOCAL_DEVICE_IDS     optional comma list of the local devices to use
   A2V_HEARTBEAT_TIMEOUT_S  seconds without a heartbeat before the coordination
                            service declares a process dead and stops the
-                           others with an error (default 30): a killed
+                           others with an error (default 60): a killed
                            process never leaves the job hanging
   A2V_SHUTDOWN_TIMEOUT_S   seconds a finishing process waits for the others
                            at exit (default 60)
@@ -41,7 +41,7 @@ def initialize() -> None:
   """
   env = os.environ
   kwargs = {
-      'heartbeat_timeout_seconds': _int(env, 'A2V_HEARTBEAT_TIMEOUT_S', 30),
+      'heartbeat_timeout_seconds': _int(env, 'A2V_HEARTBEAT_TIMEOUT_S', 60),
       'shutdown_timeout_seconds': _int(env, 'A2V_SHUTDOWN_TIMEOUT_S', 60),
       'initialization_timeout': _int(env, 'A2V_INIT_TIMEOUT_S', 300),
   }
