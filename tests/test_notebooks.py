@@ -64,7 +64,12 @@ def run_notebook(name: str, work_dir: str) -> nbformat.NotebookNode:
   km = KernelManager(kernel_name="python3", kernel_spec_manager=specs)
   client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S,
                           resources={"metadata": {"path": work_dir}})
-  client.execute()
+  try:
+    client.execute()
+  finally:
+    # nbclient leaves a kernel manager it was handed running.
+    if km.has_kernel:
+      km.shutdown_kernel(now=True)
   return nb
 
 
