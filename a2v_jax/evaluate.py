@@ -58,11 +58,11 @@ from a2v_jax.evaluation import networks
 from a2v_jax.evaluation import report as report_lib
 
 DATASETS = ("grid", "lombard_grid", "synthetic")
-DEFAULT_EVALS = ("image_quality", "lpips", "cpbd", "acd", "lip_sync", "blink",
-                 "mouth", "wer")
+DEFAULT_EVALS = ("image_quality", "lower_face", "lpips", "cpbd", "acd",
+                 "lip_sync", "blink", "mouth", "wer")
 # Evaluators that compare with the real frames: meaningless for the
 # ground-truth row (the real clip against itself).
-FULL_REFERENCE = ("image_quality", "lpips", "acd")
+FULL_REFERENCE = ("image_quality", "lower_face", "lpips", "acd")
 DATASET_CROPS = (64, 128, 256)
 ADAPT_GROUP = 8
 SAMPLE_RATE = 16000

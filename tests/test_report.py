@@ -152,3 +152,23 @@ def test_evaluators_on_known_clips():
   assert means["ssim"] == pytest.approx(np.mean(values["ssim"]))
   with pytest.raises(evaluators.EvaluatorError, match="needs clip.real"):
     evals[0].collect([evaluators.Clip("s1/c", real)])
+
+
+def test_lower_face_evaluator_sees_only_the_lower_half():
+  rng = np.random.default_rng(1)
+  real = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+  upper_changed = real.copy()
+  upper_changed[:, :8] = 255 - upper_changed[:, :8]
+  lower_changed = real.copy()
+  lower_changed[:, 8:] = np.clip(lower_changed[:, 8:].astype(int) + 51, 0,
+                                 255).astype(np.uint8)
+  (ev,) = evaluators.create_evaluators(["lower_face"])
+  values = ev.collect([evaluators.Clip("a", upper_changed, real=real),
+                       evaluators.Clip("b", lower_changed, real=real)])
+  assert values["lower_l1"][0] == 0.0 and np.isnan(values["lower_psnr"][0])
+  expected_l1 = np.mean(np.abs(lower_changed[:, 8:].astype(float)
+                               - real[:, 8:]) / 255.0)
+  assert values["lower_l1"][1] == pytest.approx(expected_l1, rel=1e-5)
+  assert 10 < values["lower_psnr"][1] < 30
+  with pytest.raises(evaluators.EvaluatorError, match="differ"):
+    ev.collect([evaluators.Clip("c", real[:, :8], real=real)])

@@ -9,6 +9,7 @@ report.SystemResult takes. Names are checked when the run starts
 
 Evaluator -> metrics:
 - "image_quality": ssim, psnr (needs real frames)
+- "lower_face": lower_l1, lower_psnr on the lower half (needs real frames)
 - "lpips": lpips (needs real frames)
 - "cpbd": cpbd
 - "acd": acd_c, acd_e (needs real frames)
@@ -114,6 +115,28 @@ class ImageQualityEvaluator(Evaluator):
     psnr = psnr[np.isfinite(psnr)]
     return {"ssim": float(np.mean(image_metrics.ssim(gen, real))),
             "psnr": float(psnr.mean()) if psnr.size else float("nan")}
+
+
+class LowerFaceEvaluator(Evaluator):
+  """L1 and PSNR on the lower half of the aligned face, where the mouth is
+  (the region of the paper's reconstruction loss, section 4.1.4): the frame
+  metrics are dominated by the rest of the face, which barely moves."""
+  name = "lower_face"
+  metrics = ("lower_l1", "lower_psnr")
+
+  def evaluate_clip(self, clip):
+    real = _unit(_need(clip, "real", self.name))
+    gen = _unit(clip.generated)
+    if real.shape != gen.shape:
+      raise EvaluatorError(f"{clip.utterance}: generated {gen.shape} and real "
+                           f"{real.shape} frames differ; generate at the "
+                           "dataset's crop")
+    half = real.shape[1] // 2
+    real, gen = real[:, half:], gen[:, half:]
+    psnr = np.asarray(image_metrics.psnr(gen, real))
+    psnr = psnr[np.isfinite(psnr)]
+    return {"lower_l1": float(np.mean(np.abs(gen - real))),
+            "lower_psnr": float(psnr.mean()) if psnr.size else float("nan")}
 
 
 class LPIPSEvaluator(Evaluator):
@@ -255,7 +278,8 @@ class WEREvaluator(Evaluator):
 
 
 EVALUATORS: dict[str, type[Evaluator]] = {
-    cls.name: cls for cls in (ImageQualityEvaluator, LPIPSEvaluator,
+    cls.name: cls for cls in (ImageQualityEvaluator, LowerFaceEvaluator,
+                              LPIPSEvaluator,
                               CPBDEvaluator, ACDEvaluator, LipSyncEvaluator,
                               BlinkEvaluator, MouthEvaluator, WEREvaluator)}
 

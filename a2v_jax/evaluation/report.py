@@ -67,6 +67,8 @@ METRICS: dict[str, MetricInfo] = {
     "blink_duration": MetricInfo("blink s", None, 3, "table3"),
     "mouth_corr": MetricInfo("mouth r", True, 3, "table3"),
     "lpips": MetricInfo("LPIPS", False, 3, "table3"),
+    "lower_l1": MetricInfo("lower-face L1", False, 4, "table3"),
+    "lower_psnr": MetricInfo("lower-face PSNR", True, 3, "table3"),
 }
 
 TABLES = {
