@@ -74,13 +74,13 @@ def run_notebook(name: str, work_dir: str) -> nbformat.NotebookNode:
 
 
 def _text(nb) -> str:
-  """Every stream and text/plain output of an executed notebook."""
+  """Every stream, plain-text, HTML and Markdown output of a notebook."""
   parts = []
   for cell in nb.cells:
     for out in cell.get("outputs", []):
       parts.append(out.get("text", ""))
-      parts.append(out.get("data", {}).get("text/plain", ""))
-      parts.append(out.get("data", {}).get("text/html", ""))
+      for mime in ("text/plain", "text/html", "text/markdown"):
+        parts.append(out.get("data", {}).get(mime, ""))
   return "\n".join(parts)
 
 
