@@ -485,8 +485,10 @@ def export_from_workdir(workdir: str | os.PathLike, out_dir: str | os.PathLike,
                       "model, not a helper network's pretraining")
   generator = spade.SPADEGenerator(**dict(config.model.generator))
   encoder = deepspeech2.DeepSpeech2(**dict(config.model.ds2))
-  ds2_path = config.pretrained.ds2_ckpt or os.path.join(workdir, "pretrained",
-                                                        "ds2")
+  # pretrained.missing='pretrain' trains it into <workdir>/pretrained/ds2
+  # (train.load_pretrained -> pretrain.pretrain_helper), checkpoints/ inside.
+  ds2_path = config.pretrained.ds2_ckpt or os.path.join(
+      workdir, "pretrained", "ds2", "checkpoints")
   if not os.path.isdir(ds2_path):
     raise ExportError(
         f"the run's audio encoder checkpoint {ds2_path} is missing (the run "

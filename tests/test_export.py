@@ -157,7 +157,9 @@ def _fake_run(workdir, *, with_ds2=True):
   ckpt.close()
   if with_ds2:
     ds2 = checkpointing.Checkpointer(
-        os.path.join(workdir, "pretrained", "ds2"), async_save=False)
+        # Where pretrain.pretrain_helper writes it for the run.
+        os.path.join(workdir, "pretrained", "ds2", "checkpoints"),
+        async_save=False)
     ds2.save(5, {"variables": variables["encoder"]}, {"config": {}})
     ds2.close()
   return variables
