@@ -38,6 +38,10 @@ from a2v_jax import train
 from a2v_jax.data import pipeline
 from configs import synthetic
 
+# Minutes of compiling per process on 2 CPU cores: outside CI's budget,
+# run with `pytest -m slow`.
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'configs/synthetic.py:runlocal'
 NUM_STEPS = 4
