@@ -98,6 +98,10 @@ def test_bad_suffix_and_mismatched_lists_are_one_line_errors(tmp_path):
                             * 2)
 
 
+# ~150 s of compiling the SPADE adaptation step on 2 cores: run with
+# `pytest -m slow`. CI still adapts a SPADE export through the quickstart
+# notebook (tests/test_notebooks.py) and a toy generator in test_inference.
+@pytest.mark.slow
 def test_adaptation_from_the_cli_and_the_api(model, head, inputs, tmp_path,
                                              capsys):
   """--adapt_epochs + --paste_back end to end; then TalkingHead.adapt.
