@@ -176,7 +176,6 @@ def test_export_from_workdir_takes_ema_and_pretrained_encoder(tmp_path):
   assert loaded.train_config["exported_step"] == 10
 
 
-@pytest.mark.slow  # a subprocess start (~40 s on 2 cores): `pytest -m slow`
 def test_export_cli_bad_workdir_is_one_line_error(tmp_path):
   _fake_run(str(tmp_path / "run"), with_ds2=False)
   proc = subprocess.run(

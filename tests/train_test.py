@@ -247,11 +247,7 @@ def test_config_typos_fail_with_valid_choices():
     config_validation.validate_config(c)
 
 
-@pytest.mark.parametrize('name', (
-    # ds2_ctc and syncnet cost 30-50 s of compiling each: `pytest -m slow`
-    # (the embedded demo pretrains them for real).
-    pytest.param('ds2_ctc', marks=pytest.mark.slow),
-    pytest.param('syncnet', marks=pytest.mark.slow), 'eye'))
+@pytest.mark.parametrize('name', ('ds2_ctc', 'syncnet', 'eye'))
 def test_pretrain_runlocal_writes_loadable_checkpoint(name, tmp_path):
   import importlib
   config = importlib.import_module(f'configs.{name}_synthetic').get_config(
