@@ -744,8 +744,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         scalars.update({f'd_loss/{k}': v for k, v in metrics['d_loss'].items()})
         lr = float(schedule(done - 1))
         scalars.update({'g_total': metrics['g_total'], 'lr/generator': lr,
+                        # The phase this step trained in (the controller
+                        # may just have advanced to the next one).
                         'lr/discriminators': lr, 'curriculum/phase':
-                        controller.phase, 'throughput/steps_per_s': rate,
+                        phase_before, 'throughput/steps_per_s': rate,
                         'throughput/frames_per_s': rate * frames_per_step})
         writer.write_scalars(done, scalars)
       # Samples and evaluations read the EMA generator on process 0 only;
