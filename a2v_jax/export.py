@@ -164,12 +164,12 @@ def _plain(obj: Any) -> Any:
   return str(obj)
 
 
-def _tuples(obj: Any) -> Any:
+def lists_to_tuples(obj: Any) -> Any:
   """JSON lists back to tuples (flax module attributes must be hashable)."""
   if isinstance(obj, Mapping):
-    return {k: _tuples(v) for k, v in obj.items()}
+    return {k: lists_to_tuples(v) for k, v in obj.items()}
   if isinstance(obj, list):
-    return tuple(_tuples(v) for v in obj)
+    return tuple(lists_to_tuples(v) for v in obj)
   return obj
 
 
@@ -184,7 +184,8 @@ def _as_variables(tree: Any) -> dict:
 def create_generator(generator_config: Mapping[str, Any]) -> spade.SPADEGenerator:
   """SPADEGenerator from its keyword arguments (an ExportError if invalid)."""
   try:
-    return spade.SPADEGenerator(**_tuples(dict(generator_config)))
+    return spade.SPADEGenerator(
+        **lists_to_tuples(dict(generator_config)))
   except (TypeError, ValueError) as e:
     raise ExportError(f"generator config does not fit this version's "
                       f"SPADEGenerator ({_one_line(e)}); re-export the model "
@@ -195,7 +196,7 @@ def create_encoder(encoder_config: Mapping[str, Any],
                    **overrides) -> deepspeech2.DeepSpeech2:
   """DeepSpeech2 from its keyword arguments (an ExportError if invalid)."""
   try:
-    return deepspeech2.DeepSpeech2(**{**_tuples(dict(encoder_config)),
+    return deepspeech2.DeepSpeech2(**{**lists_to_tuples(dict(encoder_config)),
                                       **overrides})
   except (TypeError, ValueError) as e:
     raise ExportError(f"audio encoder config does not fit this version's "
@@ -433,9 +434,9 @@ def load_export(export_dir: str | os.PathLike) -> Export:
                       f"truncated or do not fit its config ({_one_line(e)}); "
                       "export the model again") from None
   return Export(
-      generator_config=_tuples(gen_cfg),
+      generator_config=lists_to_tuples(gen_cfg),
       generator_variables=variables["generator"],
-      encoder_config=_tuples(enc_cfg),
+      encoder_config=lists_to_tuples(enc_cfg),
       encoder_variables=variables["encoder"],
       preprocessing=prep,
       train_config=dict(metadata.get("train_config") or {}),

@@ -20,26 +20,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from a2v_jax import export
 from a2v_jax.models import lipnet as lipnet_lib
 from a2v_jax.models import syncnet as syncnet_lib
 
 
 class NetworkError(ValueError):
   """An evaluator network that cannot be loaded."""
-
-
-def _tuples(obj: Any) -> Any:
-  if isinstance(obj, Mapping):
-    return {k: _tuples(v) for k, v in obj.items()}
-  if isinstance(obj, list):
-    return tuple(_tuples(v) for v in obj)
-  return obj
 
 
 def load_pretrained(path: str, task: str) -> tuple[dict, dict, int]:
@@ -172,7 +165,7 @@ def load_syncnet(path: str) -> SyncNetSpec:
   if os.path.isfile(path):
     return _load_official(path)
   variables, config, step = load_pretrained(path, "syncnet")
-  model = syncnet_lib.SyncNet(**_tuples(
+  model = syncnet_lib.SyncNet(**export.lists_to_tuples(
       (config.get("model") or {}).get("syncnet") or {}))
   options = syncnet_options(model, variables)
   dataset = (config.get("dataset") or {}).get("name", "?")
@@ -237,7 +230,8 @@ def load_lipnet(path: str) -> LipReader:
   """LipReader from a 'lipnet' pretraining checkpoint directory."""
   variables, config, step = load_pretrained(path, "lipnet")
   cfg = lipnet_lib.default_config()
-  cfg.update(_tuples((config.get("pretrain") or {}).get("lipnet") or {}))
+  cfg.update(export.lists_to_tuples(
+      (config.get("pretrain") or {}).get("lipnet") or {}))
   dataset = (config.get("dataset") or {}).get("name", "?")
   return LipReader(
       lipnet_lib.create_model(cfg), jax.device_put(variables),
