@@ -146,6 +146,8 @@ def validate_config(config: Any) -> None:
     _check_choice('dataset.crop', d.crop, CROPS)
   _check_choice('dataset.audio_features', d.audio_features, AUDIO_FEATURES)
   _check_choice('loss.gan_mode', config.loss.gan_mode, losses.GAN_MODES)
+  _check_choice('pretrain.syncnet_objective',
+                config.pretrain.syncnet_objective, ('multiway', 'contrastive'))
   _check_choice('pretrained.missing', config.pretrained.missing,
                 MISSING_PRETRAINED)
   for key in ('batch_size', 'log_every_steps', 'ckpt_every_steps',

@@ -138,7 +138,22 @@ def _lipnet_loss(model, variables, batch, rng):
 
 
 def _syncnet_loss(model, variables, batch, rng, max_shift: int,
-                  margin: float):
+                  margin: float, objective: str = 'multiway',
+                  temperature: float = 0.1):
+  """SyncNet pretraining loss on windows of 5 + 2 * max_shift frames.
+
+  objective:
+    'contrastive': the paper's loss (§3.2.3) on genuine pairs against pairs
+      whose audio window is 2..max_shift frames away.
+    'multiway': Chung et al. 2019 ("Perfect Match"): each video sample picks
+      its audio among the 2 * max_shift + 1 windows at offsets -max_shift..
+      max_shift, a softmax over -distance / temperature. Every step sees
+      all offsets, which is what LSE's offset search asks of the network;
+      the contrastive-only objective learned far slower here.
+  Both log the mean contrastive loss and pair_accuracy (genuine closer than
+  a random shifted pair); 'multiway' also logs offset_accuracy (the genuine
+  window is the nearest of all 2 * max_shift + 1).
+  """
   frames, mfcc = batch['frames'], batch['mfcc']
   b, t = mfcc.shape[:2]
   centre = t // 2
@@ -148,20 +163,40 @@ def _syncnet_loss(model, variables, batch, rng, max_shift: int,
   shift = jax.random.randint(rng, [b], 2, max_shift + 1)
   sign = jnp.where(jax.random.bernoulli(jax.random.fold_in(rng, 1), 0.5,
                                         [b]), 1, -1)
-  shifted = jnp.take_along_axis(
-      mfcc, (centre + sign * shift)[:, None, None, None], axis=1)[:, 0]
   v = model.apply(variables, faces, method=syncnet.SyncNet.embed_video)
-  a_true = model.apply(variables, mfcc[:, centre],
-                       method=syncnet.SyncNet.embed_audio)
-  a_false = model.apply(variables, shifted,
-                        method=syncnet.SyncNet.embed_audio)
-  loss, parts = losses.contrastive_loss(
+  n = 2 * max_shift + 1
+  candidates = mfcc[:, centre - max_shift:centre + max_shift + 1]
+  if objective == 'multiway':
+    a = model.apply(variables, candidates.reshape((b * n,) + mfcc.shape[2:]),
+                    method=syncnet.SyncNet.embed_audio).reshape(b, n, -1)
+  else:
+    picked = jnp.stack([jnp.full([b], max_shift), max_shift + sign * shift],
+                       axis=1)
+    a = model.apply(variables, jnp.take_along_axis(
+        candidates, picked[:, :, None, None], axis=1).reshape(
+            (b * 2,) + mfcc.shape[2:]),
+                    method=syncnet.SyncNet.embed_audio).reshape(b, 2, -1)
+    candidates = None
+  a_true = a[:, max_shift] if objective == 'multiway' else a[:, 0]
+  a_false = (jnp.take_along_axis(a, (max_shift + sign * shift)[:, None, None],
+                                 axis=1)[:, 0]
+             if objective == 'multiway' else a[:, 1])
+  contrastive, parts = losses.contrastive_loss(
       jnp.concatenate([v, v]), jnp.concatenate([a_true, a_false]),
       jnp.concatenate([jnp.ones([b]), jnp.zeros([b])]), margin)
   d_true = syncnet.sync_distance(v, a_true)
   d_false = syncnet.sync_distance(v, a_false)
   parts['pair_accuracy'] = jnp.mean((d_true < d_false).astype(jnp.float32))
-  return loss, parts
+  parts['contrastive'] = contrastive
+  if objective != 'multiway':
+    return contrastive, parts
+  d = jnp.sqrt(jnp.sum(jnp.square(v[:, None] - a), -1) + 1e-12)   # [b, n]
+  multiway = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+      -d / temperature, jnp.full([b], max_shift)))
+  parts['multiway'] = multiway
+  parts['offset_accuracy'] = jnp.mean(
+      (jnp.argmin(d, -1) == max_shift).astype(jnp.float32))
+  return multiway, parts
 
 
 def _eye_loss(model, variables, batch, rng, crop: int):
@@ -196,7 +231,9 @@ def _setup(config):
     return model, lambda src, bs, seed: _window_batches(
         src, config, bs, seed, length), functools.partial(
             _syncnet_loss, max_shift=config.pretrain.max_shift,
-            margin=config.loss.contrastive_margin)
+            margin=config.loss.contrastive_margin,
+            objective=config.pretrain.syncnet_objective,
+            temperature=config.pretrain.syncnet_temperature)
   model = eye.EyeLandmarkNet(**dict(m.eye))
   return model, lambda src, bs, seed: _window_batches(
       src, config, bs, seed, config.dataset.num_frames), functools.partial(

@@ -147,6 +147,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
       ds2_steps=1000, syncnet_steps=1000, eye_steps=500,
       num_frames=75,      # ds2_ctc: frames of each utterance (75 = 3 s)
       max_shift=6,        # syncnet: false pairs shift audio 2..this frames
+      # syncnet: 'multiway' (pick the genuine audio among offsets
+      # -max_shift..max_shift, Chung et al. 2019) or 'contrastive' (the
+      # paper's genuine-vs-shifted pairs); see pretrain._syncnet_loss.
+      syncnet_objective='multiway',
+      syncnet_temperature=0.1,
       eye_weight=1.0,
       # task 'lipnet' (the WER evaluator's lip reader): LipNet module
       # attributes (models/lipnet.py) and its mouth crop (height, width).

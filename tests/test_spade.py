@@ -2,6 +2,7 @@
 
 from absl import logging
 from clu import parameter_overview
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,6 +117,30 @@ def test_audio_changes_output_and_missing_audio_is_rejected(tiny_batch4):
   assert float(jnp.max(jnp.abs(out - shifted))) > 1e-6
   with pytest.raises(spade.SPADEConfigError, match="audio_features"):
     model.apply(variables, reference, None)
+
+
+def test_residual_output_starts_at_the_reference_and_learns_a_change():
+  model = tiny_generator(output="residual")
+  reference, audio = make_inputs(2, 64)
+  reference = reference * 0.9
+  variables = numpy_init(model, reference, audio)
+  params = variables["params"]
+  assert "bias" not in params["conv_img"]
+  # The module's own init of conv_img is zero (numpy_init draws its own).
+  conv = layers.Conv(3, (3, 3), kernel_init=nn.initializers.zeros)
+  init = conv.init(jax.random.PRNGKey(0), reference)
+  assert not np.any(np.asarray(init["params"]["kernel"]))
+  zeroed = jax.tree.map(lambda x: x, variables)
+  zeroed["params"]["conv_img"]["kernel"] = jnp.zeros_like(
+      params["conv_img"]["kernel"])
+  out = model.apply(zeroed, reference, audio)
+  np.testing.assert_allclose(out, reference, atol=1e-5)
+  # With a trained (non-zero) conv_img the audio moves the frame.
+  a = model.apply(variables, reference, audio)
+  b = model.apply(variables, reference, audio + 1.0)
+  assert float(jnp.max(jnp.abs(a - b))) > 1e-6
+  with pytest.raises(spade.SPADEConfigError, match="output"):
+    tiny_generator(output="delta")
 
 
 def test_bad_options_raise_one_line_errors():

@@ -23,7 +23,7 @@ in training mode; the updated ``u`` is written back only when
 ``u`` and ``v`` are treated as constants for the gradient, as in PyTorch.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import functools
 
 import flax.linen as nn
@@ -113,6 +113,7 @@ class Conv(nn.Module):
       iteration per call.
     matmul_kernel_grad: opt-in; for stride-1 2-D convs compute the kernel
       gradient as k*k matmuls (see :func:`conv2d_stride1`), not XLA's conv.
+    kernel_init: None (PyTorch's default conv init) or a flax initializer.
   """
 
   features: int
@@ -122,6 +123,7 @@ class Conv(nn.Module):
   use_bias: bool = True
   spectral_norm: bool = False
   matmul_kernel_grad: bool = False
+  kernel_init: Callable[..., jax.Array] | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, update_stats: bool = False) -> jax.Array:
@@ -136,7 +138,8 @@ class Conv(nn.Module):
     # variance_scaling(1/3, fan_in, uniform) == PyTorch's default conv init
     # (kaiming_uniform with a=sqrt(5)): U(+-1/sqrt(fan_in)).
     kernel = self.param(
-        "kernel", nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+        "kernel", self.kernel_init
+        or nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
         (*self.kernel_size, in_features, self.features), jnp.float32)
     strides = tuple(self.strides) if self.strides is not None else (1,) * nd
     if isinstance(self.padding, int):

@@ -14,8 +14,11 @@ with layer sizes as in joonson/syncnet_python's SyncNetModel:
 - each stream ends in fc 512 -> fc7 `embed_dim` (1024).
 
 Deviations, both for a batch-independent discriminator:
-- BatchNorm is replaced by GroupNorm (convs) and LayerNorm (fc), so a batch
-  of 1 gives the same embedding as the same item in a batch of 4.
+- BatchNorm is replaced by GroupNorm (convs) and LayerNorm (fc, and fc6,
+  whose map is 1x1), so a batch of 1 gives the same embedding as the same
+  item in a batch of 4. GroupNorm on fc6's 1x1 map would normalise each
+  group of a few channels to +-1 and erase the input: the stream's output
+  went constant and SyncNet pretraining collapsed.
 - The paper resizes the lower half to 224x224. The default here is 64x128,
   which is the lower half of a 128x128 crop at its own resolution, to keep
   CPU runs cheap; set `input_hw=(224, 224)` for the paper's size. The fc6
@@ -103,8 +106,8 @@ class AudioStream(nn.Module):
         x = nn.max_pool(x, (3, 3), strides=(2, 2))
     # fc6 as a conv spanning the whole remaining map (5x4 for 13x20 input).
     x = nn.Conv(self._ch(512), x.shape[1:3], padding="VALID", name="fc6")(x)
-    x = _group_norm(self._ch(512), "norm6")(x)
-    x = nn.relu(x).reshape((x.shape[0], -1))
+    x = x.reshape((x.shape[0], -1))
+    x = nn.relu(nn.LayerNorm(name="norm6")(x))
     x = nn.Dense(self._ch(512), name="fc_a")(x)
     x = nn.relu(nn.LayerNorm(name="norm_fc_a")(x))
     return nn.Dense(self.embed_dim, name="fc7")(x)
@@ -138,8 +141,8 @@ class VideoStream(nn.Module):
     x = nn.max_pool(x, (3, 3), strides=(2, 2))
     # fc6 as a conv spanning the whole remaining map (6x6 at 224x224).
     x = nn.Conv(self._ch(512), x.shape[1:3], padding="VALID", name="fc6")(x)
-    x = nn.relu(_group_norm(self._ch(512), "norm6")(x))
     x = x.reshape((x.shape[0], -1))
+    x = nn.relu(nn.LayerNorm(name="norm6")(x))
     x = nn.Dense(self._ch(512), name="fc_v")(x)
     x = nn.relu(nn.LayerNorm(name="norm_fc_v")(x))
     return nn.Dense(self.embed_dim, name="fc7")(x)
@@ -153,11 +156,17 @@ class SyncNet(nn.Module):
     num_frames: frames per video sample (5, i.e. 200 ms at 25 fps).
     width: multiplier on every conv/fc width (1.0 = syncnet_python sizes).
     embed_dim: size of the fc7 embeddings.
+    normalize: scale both embeddings to unit length, so distances lie in
+      [0, 2] and the contrastive margin has a fixed meaning (as in
+      Wav2Lip's expert SyncNet). syncnet_python leaves them unnormalised;
+      without this, contrastive pretraining here collapsed to all pairs at
+      distance margin/2.
   """
   input_hw: Sequence[int] = (64, 128)
   num_frames: int = NUM_FRAMES
   width: float = 1.0
   embed_dim: int = 1024
+  normalize: bool = True
 
   def setup(self):
     map_hw = video_map_size(self.input_hw)
@@ -176,7 +185,7 @@ class SyncNet(nn.Module):
           f"SyncNet video input has shape {lower_faces.shape}, expected "
           f"[B, {', '.join(map(str, expected))}]; crop with "
           "syncnet.lower_half(frames, input_hw)")
-    return self.video_stream(lower_faces)
+    return self._maybe_normalize(self.video_stream(lower_faces))
 
   def embed_audio(self, mfcc: jax.Array) -> jax.Array:
     """mfcc: [B, 20, 13] float32 (200 ms of MFCCs) -> [B, E] float32."""
@@ -184,7 +193,13 @@ class SyncNet(nn.Module):
       raise SyncNetInputError(
           f"SyncNet audio input has shape {mfcc.shape}, expected "
           f"[B, {MFCC_STEPS}, {NUM_MFCC}] (one mfcc_windows entry)")
-    return self.audio_stream(mfcc)
+    return self._maybe_normalize(self.audio_stream(mfcc))
+
+  def _maybe_normalize(self, emb: jax.Array) -> jax.Array:
+    if not self.normalize:
+      return emb
+    return emb * jax.lax.rsqrt(jnp.sum(jnp.square(emb), -1, keepdims=True)
+                               + 1e-12)
 
   def __call__(self, lower_faces: jax.Array, mfcc: jax.Array
                ) -> tuple[jax.Array, jax.Array]:
