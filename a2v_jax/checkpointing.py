@@ -54,13 +54,16 @@ class Checkpointer:
     directory: where step directories go (created if needed).
     max_to_keep: keep only the newest this many steps.
     async_save: write arrays in a background thread.
+    keep_period: also keep every step divisible by this (0: none), e.g.
+      the curriculum's phase ends, for the per-phase ablation.
   """
 
   def __init__(self, directory: str, *, max_to_keep: int = 3,
-               async_save: bool = True):
+               async_save: bool = True, keep_period: int = 0):
     self.directory = resolve_path(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
+        keep_period=keep_period or None,
         create=True,
         cleanup_tmp_directories=True,
         enable_async_checkpointing=async_save,

@@ -686,7 +686,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       mesh=mesh)
   state_sharding = parallel.state_shardings(state, mesh)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
-                                    max_to_keep=config.max_to_keep)
+                                    max_to_keep=config.max_to_keep,
+                                    keep_period=config.ckpt_keep_period)
   controller = curriculum.PhaseController.from_config(config.curriculum)
   latest = ckpt.latest_step()
   if latest is not None:

@@ -31,8 +31,11 @@ def get_config(arg=None):
   c.optimizer.constant_epochs = 100.0
   c.optimizer.decay_epochs = 50.0
   c.ema_decay = 0.99
+  # output='residual': the untrained generator returns the reference, so
+  # 200 CPU steps go to the mouth instead of to redrawing the face.
   c.model.generator = dict(ngf=8, num_upsampling_layers='normal',
-                           spectral_norm=True, spade_hidden=32)
+                           spectral_norm=True, spade_hidden=32,
+                           output='residual')
   c.model.frame_d = dict(ndf=16, n_layers=2, num_scales=2)
   c.model.temporal_d = dict(ndf=8, n_layers=1, num_scales=1, audio_channels=8)
   c.model.syncnet = dict(input_hw=(64, 64), width=0.125, embed_dim=128)
@@ -48,6 +51,8 @@ def get_config(arg=None):
   c.pretrain.update(dict(ds2_steps=300, syncnet_steps=300, eye_steps=200))
   c.log_every_steps = 5
   c.ckpt_every_steps = 20
+  # Keeps steps 40 and 120 (phases 1 and 2 end) for the ablation.
+  c.ckpt_keep_period = 40
   c.sample_every_steps = 100
   if arg == 'runlocal':
     common.apply_runlocal(c)

@@ -37,6 +37,17 @@ import numpy as np
 NUM_FRAMES = 5
 MFCC_STEPS = 20
 NUM_MFCC = 13
+# Per-coefficient mean and std of the 13 MFCCs (audio.features.mfcc_windows,
+# librosa's dB-scaled MFCCs of 16 kHz speech), measured on the synthetic
+# corpus's training split. The audio stream standardises its input with
+# them: raw c0 sits near -270 with a std of 118, ten times the others, and
+# swamped the first conv (on one batch, the stream fitted the mouth opening
+# 100x slower without it). Only the order of magnitude matters, so they
+# serve GRID's speech as well.
+MFCC_MEAN = (-270.6, 32.9, 7.7, 24.0, -7.5, -1.2, -6.8, -7.3, 3.1, -7.3, 1.8,
+             -4.8, 0.8)
+MFCC_STD = (117.9, 37.6, 21.0, 32.7, 20.4, 16.6, 14.8, 15.1, 11.5, 11.3, 7.9,
+            8.5, 7.1)
 
 
 class SyncNetInputError(ValueError):
@@ -88,6 +99,7 @@ class AudioStream(nn.Module):
   """netcnnaud + netfcaud: mfcc [B, 20, 13] -> [B, embed_dim]."""
   width: float = 1.0
   embed_dim: int = 1024
+  standardize: bool = True
 
   def _ch(self, c: int) -> int:
     return max(8, int(round(c * self.width)))
@@ -95,7 +107,10 @@ class AudioStream(nn.Module):
   @nn.compact
   def __call__(self, mfcc: jax.Array) -> jax.Array:
     # syncnet_python feeds [N, 1, 13, 20]: coefficients are rows.
-    x = jnp.swapaxes(mfcc.astype(jnp.float32), 1, 2)[..., None]
+    x = mfcc.astype(jnp.float32)
+    if self.standardize and x.shape[-1] == NUM_MFCC:
+      x = (x - jnp.asarray(MFCC_MEAN)) / jnp.asarray(MFCC_STD)
+    x = jnp.swapaxes(x, 1, 2)[..., None]
     for i, c in enumerate((64, 192, 384, 256, 256)):
       x = nn.Conv(self._ch(c), (3, 3), padding=1, name=f"conv{i + 1}")(x)
       x = _group_norm(self._ch(c), f"norm{i + 1}")(x)
