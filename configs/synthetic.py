@@ -48,7 +48,7 @@ def get_config(arg=None):
   c.curriculum.update(dict(start_phase=1, last_phase=3, advance='steps',
                            phase_start_steps=(40, 120)))
   c.pretrained.missing = 'pretrain'
-  c.pretrain.update(dict(ds2_steps=300, syncnet_steps=300, eye_steps=200))
+  c.pretrain.update(dict(ds2_steps=300, syncnet_steps=400, eye_steps=200))
   c.log_every_steps = 5
   c.ckpt_every_steps = 20
   # Keeps steps 40 and 120 (phases 1 and 2 end) for the ablation.

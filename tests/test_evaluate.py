@@ -112,12 +112,39 @@ def test_official_syncnet_windows_follow_frame_times():
   assert energy[12].max() > energy[20].max()
 
 
-@pytest.mark.skipif(not os.environ.get("A2V_SYNCNET_CKPT"),
-                    reason="set A2V_SYNCNET_CKPT to a trained `syncnet` "
-                    "pretraining checkpoint (the demo's pretrained/syncnet)")
+SYNCNET_FIXTURE = os.path.join(os.path.dirname(__file__), "data",
+                               "syncnet_synthetic.npz")
+
+
+def _fixture_syncnet() -> networks.SyncNetSpec:
+  """The demo's pretrained SyncNet (tests/data/save_syncnet_fixture.py), or
+  the run in A2V_SYNCNET_CKPT when set."""
+  if os.environ.get("A2V_SYNCNET_CKPT"):
+    return networks.load_syncnet(os.environ["A2V_SYNCNET_CKPT"])
+  from a2v_jax.models import syncnet  # pylint: disable=g-import-not-at-top
+  with np.load(SYNCNET_FIXTURE) as f:
+    meta = json.loads(str(f["__meta__"]))
+    variables = {}
+    for key in f.files:
+      if key == "__meta__":
+        continue
+      node = variables
+      *parents, leaf = key.split("/")
+      for p in parents:
+        node = node.setdefault(p, {})
+      node[leaf] = f[key]
+  settings = {k: tuple(v) if isinstance(v, list) else v
+              for k, v in meta["syncnet"].items()}
+  model = syncnet.SyncNet(**settings)
+  return networks.SyncNetSpec(
+      audio_windows=networks._mfcc_windows,  # pylint: disable=protected-access
+      description=f"fixture, step {meta['step']}",
+      **networks.syncnet_options(model, variables))
+
+
 @pytest.mark.parametrize("k", [-3, 4])
 def test_lse_finds_audio_shift_with_trained_syncnet(corpus_dir, k):
-  spec = networks.load_syncnet(os.environ["A2V_SYNCNET_CKPT"])
+  spec = _fixture_syncnet()
   source, _, _ = evaluate.open_split("synthetic", "train", corpus_dir, 64)
   u = evaluate.load_utterance(source[0], 64)
   # Audio delayed by k frames: audio window i + k matches video window i.
