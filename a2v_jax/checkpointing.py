@@ -170,8 +170,34 @@ def load_state_tree(path: str, step: int | None = None) -> tuple[Any, dict]:
       raise CheckpointError(
           f'{path!r} holds no committed checkpoint; the run that writes it '
           f'did not finish a save')
+    target = _local_target(manager.item_metadata(step)['state'])
     restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), metadata=ocp.args.JsonRestore()))
+        state=ocp.args.StandardRestore(target),
+        metadata=ocp.args.JsonRestore()))
   tree = jax.tree.map(lambda x: jax.device_get(x), restored['state'])
   logging.info('Loaded checkpoint step %d from %s', step, path)
   return tree, dict(restored['metadata'])
+
+
+def _local_target(metadata: Any) -> Any:
+  """Whole arrays on this process's first device, shaped as saved.
+
+  Without a target orbax restores each array onto the devices it was saved
+  from, which fails ("Topology mismatch") for a checkpoint written by
+  another topology: N processes, FSDP shards, or another process's device.
+
+  Args:
+    metadata: the `state` item's tree metadata (`item_metadata(step)`).
+
+  Returns:
+    A pytree of jax.ShapeDtypeStruct, or None (orbax's default) when the
+    metadata does not give every leaf's shape and dtype.
+  """
+  tree = getattr(metadata, 'tree', metadata)
+  leaves = jax.tree.leaves(tree)
+  if not leaves or not all(hasattr(x, 'shape') and hasattr(x, 'dtype')
+                           for x in leaves):
+    return None
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), tree)
