@@ -244,7 +244,15 @@ def test_only_process_zero_writes_logs_and_samples(two_process_run):
 
 def test_killed_process_stops_the_others(env, two_process_run, tmp_path):
   """Processes started as the launcher starts them, without its clean-up:
-  the survivor must stop by itself (jax.distributed heartbeat)."""
+  the survivor must stop by itself (jax.distributed heartbeat, or gloo
+  seeing the peer's connection close).
+
+  Process 1 is killed once process 0 has started training: process 0 loads
+  the train step from the warm compilation cache and waits in its first
+  gradient all-reduce, while process 1 still compiles the step (on CPU only
+  process 0 gets persistent-cache hits), so the survivor is blocked in a
+  collective on a peer that will never come.
+  """
   del two_process_run  # only for its warm compilation cache
   port = 20000 + os.getpid() % 20000
   procs, logs = [], []
@@ -259,13 +267,17 @@ def test_killed_process_stops_the_others(env, two_process_run, tmp_path):
         stdout=logs[i], stderr=subprocess.STDOUT))
   try:
     deadline = time.time() + 600
-    while time.time() < deadline:  # until process 0 has finished step 1
+    while time.time() < deadline:  # until process 0 enters the train loop
       assert procs[0].poll() is None and procs[1].poll() is None
-      if 'step 1/50' in (tmp_path / 'p0.log').read_text():
+      if 'Training steps 0..50' in (tmp_path / 'p0.log').read_text():
         break
       time.sleep(0.5)
     else:
-      pytest.fail('no training step within the deadline')
+      pytest.fail('process 0 did not start training within the deadline')
+    time.sleep(3)  # into its first step's collectives
+    assert 'step 1/50' not in (tmp_path / 'p0.log').read_text(), (
+        'process 1 compiled the step already: the kill no longer lands while '
+        'process 0 waits for it')
     os.kill(procs[1].pid, signal.SIGKILL)
     killed_at = time.time()
     procs[0].wait(EXIT_BOUND_S)
