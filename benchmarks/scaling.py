@@ -137,6 +137,11 @@ def main():
     if out.returncode or not line:
       sys.exit(f'{n} devices failed:\n{out.stderr[-3000:]}')
     results.append(json.loads(line[0][len('RESULT '):]))
+    r = results[-1]  # as it comes: a CPU run takes minutes per device count
+    print(f'measured {n} device(s): compile {r["compile_s"]:.1f} s, step '
+          f'{1e3 * r["step_s"]:.1f} ms, '
+          f'{r["global_batch"] / r["step_s"] / n:.2f} examples/s per device',
+          flush=True)
 
   base = results[0]
   base_rate = base['global_batch'] / base['step_s'] / base['devices']
