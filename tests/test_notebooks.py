@@ -172,7 +172,6 @@ def test_quickstart_export_archive_round_trip(quickstart, tmp_path):
     colab.fetch_export(str(tmp_path / "missing"), str(tmp_path / "x"))
 
 
-@pytest.mark.slow  # ~190 CPU-s of compiling: run with `pytest -m slow`
 def test_train_synthetic_trains_three_phases_and_exports(tmp_path):
   from a2v_jax import colab
   from a2v_jax import export
