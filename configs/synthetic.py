@@ -8,8 +8,8 @@ SyncNet, eye landmarks) are pretrained into <workdir>/pretrained/ or reused,
 then the curriculum runs phase 1 -> 2 -> 3, advancing at fixed steps.
 64x64 crops, narrow networks (2-scale frame discriminator, 1-scale temporal
 one), the perceptual loss on the middle frame of each window through VGG16's
-first two blocks, and 200 steps of batch 4 keep it CPU-sized: about 25
-minutes on 2 idle CPU cores, most of it XLA compiling and the GAN steps
+first two blocks, and 200 steps of batch 4 keep it CPU-sized: about 20
+minutes on 2 idle CPU cores, most of it the GAN steps
 (see the README for measured times).
 `:runlocal` gives a seconds-long smoke run on in-memory noise clips.
 """
