@@ -214,8 +214,12 @@ def test_manifest_csv_and_jsonl(model, head, inputs, tmp_path):
                                                          "c.mp4"]
   results = generate.run(model, requests, head=head, progress=False)
   assert [r.frames for r in results] == [30, 23, 30]
+  mask = os.umask(0)
+  os.umask(mask)
   for r in results:
     assert video.probe_streams(r.out).video_frames == r.frames
+    # Readable like any file the user writes, not mkstemp's private 0600.
+    assert os.stat(r.out).st_mode & 0o777 == 0o666 & ~mask
   bad = tmp_path / "bad.csv"
   bad.write_text("image,audio\nx.jpg,y.wav\n")
   with pytest.raises(generate.RequestError, match="row 1"):

@@ -28,6 +28,7 @@ from absl import logging
 import numpy as np
 
 from a2v_jax.evaluation import stats
+from a2v_jax.media import video
 
 MODEL = "model"
 GROUND_TRUTH = "ground truth"
@@ -233,6 +234,7 @@ def _write_atomic(path: str, text: str) -> None:
   try:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
       f.write(text)
+    video.make_public(tmp)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

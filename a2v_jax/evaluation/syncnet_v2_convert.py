@@ -29,6 +29,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from a2v_jax.media import video
 from a2v_jax.models import syncnet_v2
 
 _KEY = re.compile(r"^(netcnnaud|netcnnlip|netfcaud|netfclip)\.(\d+)\."
@@ -185,6 +186,7 @@ def save_converted(variables: dict, out_path: str) -> None:
   try:
     with os.fdopen(fd, "wb") as f:
       np.savez(f, **flat)
+    video.make_public(tmp)
     os.replace(tmp, out_path)
   except BaseException:
     if os.path.exists(tmp):

@@ -203,6 +203,7 @@ class StreamingVideoWriter:
       self.abort()
       raise StreamWriterError(f"ffmpeg failed to write {self.path}: {message}")
     self._proc = None
+    video.make_public(self._tmp_path)
     os.replace(self._tmp_path, self.path)
     self._tmp_path = None
     self._cleanup()

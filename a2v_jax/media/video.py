@@ -169,7 +169,7 @@ def write_video(path: str | os.PathLike,
     if proc.returncode != 0:
       raise VideoError(f"ffmpeg failed to write {path}: "
                        f"{_first_line(proc.stderr.decode(errors='replace'))}")
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes files private.
+    make_public(tmp_path)
     os.replace(tmp_path, path)
   finally:
     for p in (tmp_path, wav_path):
@@ -230,6 +230,12 @@ def _umask() -> int:
   mask = os.umask(0)
   os.umask(mask)
   return mask
+
+
+def make_public(path: str) -> None:
+  """Gives a finished temporary file the mode a plain open() would have
+  (0666 minus the umask): tempfile.mkstemp makes files private (0600)."""
+  os.chmod(path, 0o666 & ~_umask())
 
 
 def _first_line(e) -> str:
