@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from absl import logging
 from etils import epath
@@ -54,16 +54,22 @@ class Checkpointer:
     directory: where step directories go (created if needed).
     max_to_keep: keep only the newest this many steps.
     async_save: write arrays in a background thread.
-    keep_period: also keep every step divisible by this (0: none), e.g.
-      the curriculum's phase ends, for the per-phase ablation.
+    keep_steps: also keep these steps whatever max_to_keep says, e.g. the
+      curriculum's phase ends, for the per-phase ablation.
   """
 
   def __init__(self, directory: str, *, max_to_keep: int = 3,
-               async_save: bool = True, keep_period: int = 0):
+               async_save: bool = True, keep_steps: Sequence[int] = ()):
     self.directory = resolve_path(directory)
+    keep = {}
+    if keep_steps:
+      keep['preservation_policy'] = ocp.checkpoint_managers.AnyPreservationPolicy(
+          [ocp.checkpoint_managers.LatestN(max_to_keep),
+           ocp.checkpoint_managers.CustomSteps(sorted(set(keep_steps)))])
+    else:
+      keep['max_to_keep'] = max_to_keep
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep,
-        keep_period=keep_period or None,
+        **keep,
         create=True,
         cleanup_tmp_directories=True,
         enable_async_checkpointing=async_save,

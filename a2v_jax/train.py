@@ -640,6 +640,17 @@ def _put_batch(batch, sharding, audio_features: str):
           for k, v in host.items()}
 
 
+def _phase_end_steps(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """The steps whose checkpoints outlive max_to_keep: each phase's last
+  state (the phase starts of a step-scheduled curriculum) when
+  config.ckpt_keep_phase_ends, for the per-phase ablation (evaluate
+  --ablation on `export --step=N`)."""
+  cur = config.curriculum
+  if not config.ckpt_keep_phase_ends or cur.advance == 'stable':
+    return ()
+  return tuple(int(s) for s in cur.phase_start_steps if 0 < s)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains (resuming from `workdir` if it has a checkpoint).
 
@@ -687,7 +698,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   state_sharding = parallel.state_shardings(state, mesh)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                     max_to_keep=config.max_to_keep,
-                                    keep_period=config.ckpt_keep_period)
+                                    keep_steps=_phase_end_steps(config))
   controller = curriculum.PhaseController.from_config(config.curriculum)
   latest = ckpt.latest_step()
   if latest is not None:

@@ -168,9 +168,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.sample_every_steps = 1000  # image grid + clip with audio
   c.sample_clip_frames = 25
   c.max_to_keep = 3
-  # Also keep every checkpoint whose step is a multiple of this (0: none);
-  # set it to divide the phase starts to keep each phase's last state.
-  c.ckpt_keep_period = 0
+  # Also keep each phase's last checkpoint (the steps in
+  # curriculum.phase_start_steps, when advance='steps'), for the ablation.
+  c.ckpt_keep_phase_ends = True
   c.eval_every_steps = 5000
   # Evaluator names (a2v_jax/evaluation/evaluators.py), run every
   # eval_every_steps on the first eval_num_clips clips of eval_split.
