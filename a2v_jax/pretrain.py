@@ -137,6 +137,12 @@ def _lipnet_loss(model, variables, batch, rng):
                          batch['paddings'])
 
 
+def _pick(x: jax.Array, index: jax.Array) -> jax.Array:
+  """x[i, index[i]] for each batch item i: [B, N, ...] x [B] -> [B, ...]."""
+  return jnp.take_along_axis(
+      x, index.reshape((-1,) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
+
+
 def _syncnet_loss(model, variables, batch, rng, max_shift: int,
                   margin: float, objective: str = 'multiway',
                   temperature: float = 0.1):
@@ -164,23 +170,17 @@ def _syncnet_loss(model, variables, batch, rng, max_shift: int,
   sign = jnp.where(jax.random.bernoulli(jax.random.fold_in(rng, 1), 0.5,
                                         [b]), 1, -1)
   v = model.apply(variables, faces, method=syncnet.SyncNet.embed_video)
-  n = 2 * max_shift + 1
   candidates = mfcc[:, centre - max_shift:centre + max_shift + 1]
-  if objective == 'multiway':
-    a = model.apply(variables, candidates.reshape((b * n,) + mfcc.shape[2:]),
-                    method=syncnet.SyncNet.embed_audio).reshape(b, n, -1)
-  else:
-    picked = jnp.stack([jnp.full([b], max_shift), max_shift + sign * shift],
-                       axis=1)
-    a = model.apply(variables, jnp.take_along_axis(
-        candidates, picked[:, :, None, None], axis=1).reshape(
-            (b * 2,) + mfcc.shape[2:]),
-                    method=syncnet.SyncNet.embed_audio).reshape(b, 2, -1)
-    candidates = None
-  a_true = a[:, max_shift] if objective == 'multiway' else a[:, 0]
-  a_false = (jnp.take_along_axis(a, (max_shift + sign * shift)[:, None, None],
-                                 axis=1)[:, 0]
-             if objective == 'multiway' else a[:, 1])
+  true_idx = jnp.full([b], max_shift)
+  false_idx = max_shift + sign * shift
+  if objective != 'multiway':   # embed only the two windows the pair needs
+    candidates = jnp.stack([_pick(candidates, true_idx),
+                            _pick(candidates, false_idx)], axis=1)
+    true_idx, false_idx = jnp.zeros([b], jnp.int32), jnp.ones([b], jnp.int32)
+  a = model.apply(variables, candidates.reshape((-1,) + mfcc.shape[2:]),
+                  method=syncnet.SyncNet.embed_audio).reshape(
+                      candidates.shape[:2] + (-1,))
+  a_true, a_false = _pick(a, true_idx), _pick(a, false_idx)
   contrastive, parts = losses.contrastive_loss(
       jnp.concatenate([v, v]), jnp.concatenate([a_true, a_false]),
       jnp.concatenate([jnp.ones([b]), jnp.zeros([b])]), margin)
@@ -192,10 +192,10 @@ def _syncnet_loss(model, variables, batch, rng, max_shift: int,
     return contrastive, parts
   d = jnp.sqrt(jnp.sum(jnp.square(v[:, None] - a), -1) + 1e-12)   # [b, n]
   multiway = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-      -d / temperature, jnp.full([b], max_shift)))
+      -d / temperature, true_idx))
   parts['multiway'] = multiway
   parts['offset_accuracy'] = jnp.mean(
-      (jnp.argmin(d, -1) == max_shift).astype(jnp.float32))
+      (jnp.argmin(d, -1) == true_idx).astype(jnp.float32))
   return multiway, parts
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from a2v_jax import evaluate
+from a2v_jax import export
 from a2v_jax.evaluation import lip_sync
 from a2v_jax.evaluation import networks
 from a2v_jax.evaluation import report
@@ -122,20 +123,12 @@ def _fixture_syncnet() -> networks.SyncNetSpec:
   if os.environ.get("A2V_SYNCNET_CKPT"):
     return networks.load_syncnet(os.environ["A2V_SYNCNET_CKPT"])
   from a2v_jax.models import syncnet  # pylint: disable=g-import-not-at-top
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
   with np.load(SYNCNET_FIXTURE) as f:
     meta = json.loads(str(f["__meta__"]))
-    variables = {}
-    for key in f.files:
-      if key == "__meta__":
-        continue
-      node = variables
-      *parents, leaf = key.split("/")
-      for p in parents:
-        node = node.setdefault(p, {})
-      node[leaf] = f[key]
-  settings = {k: tuple(v) if isinstance(v, list) else v
-              for k, v in meta["syncnet"].items()}
-  model = syncnet.SyncNet(**settings)
+    variables = traverse_util.unflatten_dict(
+        {k: f[k] for k in f.files if k != "__meta__"}, sep="/")
+  model = syncnet.SyncNet(**export.lists_to_tuples(meta["syncnet"]))
   return networks.SyncNetSpec(
       audio_windows=networks._mfcc_windows,  # pylint: disable=protected-access
       description=f"fixture, step {meta['step']}",

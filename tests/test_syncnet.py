@@ -125,3 +125,29 @@ def test_sync_distance():
   a = jnp.zeros((2, 2))
   np.testing.assert_allclose(syncnet.sync_distance(v, a), [0.0, 5.0],
                              atol=1e-5)
+
+
+def test_pretraining_objectives_share_their_contrastive_pairs(tiny):
+  from a2v_jax import pretrain  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  max_shift, t = 3, 11                     # windows of 5 + 2 * max_shift
+  batch = {"frames": jnp.asarray(rng.uniform(-1, 1, (4, t, 112, 64, 3)),
+                                 jnp.float32),
+           "mfcc": jnp.asarray(rng.standard_normal((4, t, 20, 13)) * 30,
+                               jnp.float32)}
+  key = jax.random.PRNGKey(3)
+  out = {}
+  for objective in ("multiway", "contrastive"):
+    out[objective] = jax.jit(lambda v, o=objective: pretrain._syncnet_loss(  # pylint: disable=protected-access
+        tiny["model"], v, batch, key, max_shift, 1.0, objective))(
+            tiny["variables"])
+  (multi, m_parts), (contrastive, c_parts) = (out["multiway"],
+                                              out["contrastive"])
+  # The same genuine and shifted windows, whichever windows get embedded.
+  np.testing.assert_allclose(m_parts["contrastive"], contrastive, rtol=1e-4)
+  np.testing.assert_allclose(m_parts["pair_accuracy"],
+                             c_parts["pair_accuracy"])
+  assert "multiway" not in c_parts
+  # Cross-entropy over 2 * max_shift + 1 offsets; near chance untrained.
+  assert 0.0 < float(multi) < 2 * np.log(2 * max_shift + 1)
+  assert 0.0 <= float(m_parts["offset_accuracy"]) <= 1.0

@@ -23,6 +23,8 @@ import numpy as np
 import soundfile
 import soxr
 
+from a2v_jax.media import video
+
 DEFAULT_SAMPLE_RATE = 16000
 
 # Extensions libsndfile decodes reliably; anything else goes straight to ffmpeg.
@@ -185,9 +187,7 @@ def save_wav(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int =
   os.close(fd)
   try:
     soundfile.write(tmp, audio, sample_rate, subtype=subtype, format="WAV")
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes files private.
+    video.make_public(tmp)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

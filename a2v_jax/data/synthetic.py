@@ -48,6 +48,7 @@ from a2v_jax.data import espeak
 from a2v_jax.data import face_motion
 from a2v_jax.data import face_render
 from a2v_jax.data import grid_grammar
+from a2v_jax.media import video
 
 DURATION_S = 3.0
 LAYOUTS = {
@@ -209,6 +210,7 @@ def _write_atomic(path: str, write) -> None:
   os.close(fd)
   try:
     write(tmp)
+    video.make_public(tmp)
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
@@ -228,7 +230,6 @@ def _rounded(values, digits=4):
 
 def render_utterance(task: dict) -> list[str]:
   """Synthesizes, animates and writes one utterance; returns the written paths."""
-  from a2v_jax.media import video  # pylint: disable=g-import-not-at-top
   cfg = LAYOUTS[task["layout"]]
   face: face_render.SpeakerFace = task["face"]
   words = task["words"]

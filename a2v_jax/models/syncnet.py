@@ -96,7 +96,11 @@ def _group_norm(channels: int, name: str) -> nn.GroupNorm:
 
 
 class AudioStream(nn.Module):
-  """netcnnaud + netfcaud: mfcc [B, 20, 13] -> [B, embed_dim]."""
+  """netcnnaud + netfcaud: mfcc [B, 20, 13] -> [B, embed_dim].
+
+  standardize: scale 13-coefficient MFCCs by MFCC_MEAN / MFCC_STD first
+  (other feature sizes pass through unchanged).
+  """
   width: float = 1.0
   embed_dim: int = 1024
   standardize: bool = True

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from flax import traverse_util
 import numpy as np
 
 from a2v_jax.evaluation import networks
@@ -19,17 +20,10 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                    'syncnet_synthetic.npz')
 
 
-def _flatten(tree, prefix=''):
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      yield from _flatten(value, f'{prefix}{key}/')
-    else:
-      yield f'{prefix}{key}', np.asarray(value, np.float32)
-
-
 def main(workdir: str) -> None:
   variables, config, step = networks.load_pretrained(workdir, 'syncnet')
-  arrays = dict(_flatten(variables))
+  arrays = {k: np.asarray(v, np.float32) for k, v in
+            traverse_util.flatten_dict(variables, sep='/').items()}
   meta = {'syncnet': config['model']['syncnet'], 'step': step,
           'dataset': config['dataset']['name']}
   tmp = OUT + '.tmp.npz'
