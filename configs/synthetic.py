@@ -34,9 +34,12 @@ def get_config(arg=None):
   c.ema_decay = 0.99
   # output='residual': the untrained generator returns the reference, so
   # the CPU steps go to the mouth instead of to redrawing the face.
+  # matmul_kernel_grad: XLA:CPU's conv weight gradients are its slowest
+  # ops; as 9 matmuls the train step is 10% faster on 2 cores (3.95 vs 4.39
+  # s). Leave it off on GPUs.
   c.model.generator = dict(ngf=8, num_upsampling_layers='normal',
                            spectral_norm=True, spade_hidden=32,
-                           output='residual')
+                           output='residual', matmul_kernel_grad=True)
   c.model.frame_d = dict(ndf=16, n_layers=2, num_scales=2)
   c.model.temporal_d = dict(ndf=8, n_layers=1, num_scales=1, audio_channels=8)
   c.model.syncnet = dict(input_hw=(64, 64), width=0.125, embed_dim=128)
