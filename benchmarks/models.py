@@ -1,7 +1,7 @@
 r"""Benchmarks every network in a2v_jax/models: params, FLOPs, speed, memory.
 
   python benchmarks/models.py --nets=spade_nvlabs,spade_nvlabs64 \
-      --batch_sizes=1,4 --threads=2 --steps=5 --repeats=3
+      --batch_sizes=1,4 --threads=2 --steps=5 --repeats=3 [--matmul_kernel_grad]
 
 For each (net, size, batch) it prints: parameters; FLOPs per example of the
 forward and of forward+backward (XLA cost analysis of the compiled
@@ -39,6 +39,10 @@ _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads for XLA.")
 _STEPS = flags.DEFINE_integer("steps", 3, "Timed steps per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; the best is kept.")
 _MODES = flags.DEFINE_list("modes", ["fwd", "fwdbwd"], "fwd and/or fwdbwd.")
+_MATMUL_KERNEL_GRAD = flags.DEFINE_bool(
+    "matmul_kernel_grad", False,
+    "SPADE nets: kernel gradients as k*k matmuls "
+    "(SPADEGenerator.matmul_kernel_grad; faster on XLA:CPU).")
 _AUDIO_DIM = 256  # DeepSpeech2 feature width fed to the generator.
 
 
@@ -63,12 +67,15 @@ def _own_nets(name: str, size: int, batch: int):
   def uniform(*shape):
     return jnp.asarray(rng.uniform(-1, 1, shape), jnp.float32)
 
+  mkg = _MATMUL_KERNEL_GRAD.value
   if name == "spade":
-    return (spade.SPADEGenerator(**spade.default_config(64)),
+    return (spade.SPADEGenerator(**spade.default_config(64),
+                                 matmul_kernel_grad=mkg),
             (uniform(batch, size, size, 3), uniform(batch, _AUDIO_DIM)))
   if name in ("spade_nvlabs", "spade_nvlabs64"):
     ngf = 64 if name == "spade_nvlabs" else 16
-    return (spade.SPADEGenerator(**spade.nvlabs_reference_config(ngf)),
+    return (spade.SPADEGenerator(**spade.nvlabs_reference_config(ngf),
+                                 matmul_kernel_grad=mkg),
             (uniform(batch, size, size, 3), None))
   if name == "patchgan":
     # Conditional D input: frame and reference stacked on channels.

@@ -82,6 +82,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
 
   c.optimizer = ml_collections.ConfigDict(dict(
       lr=0.002, b1=0.0, b2=0.9,  # paper §6.1, for G and every D
+      eps=1e-8,                  # Adam's epsilon (optax's default)
       constant_epochs=50.0,
       decay_epochs=100.0,
       steps_per_epoch=-1,        # -1 = examples in split // batch_size
@@ -200,7 +201,7 @@ def apply_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                         random_utterance_frames=12))
   c.optimizer.steps_per_epoch = 2
   c.model.generator = dict(ngf=2, num_upsampling_layers='normal',
-                           spectral_norm=True, spade_hidden=4)
+                           spectral_norm=True, spade_hidden=4, norm='instance')
   c.model.frame_d = dict(TINY_FRAME_D)
   c.model.temporal_d = dict(TINY_TEMPORAL_D)
   c.model.syncnet = dict(input_hw=(52, 52), width=0.05, embed_dim=16)

@@ -147,10 +147,6 @@ def test_nan_stops_with_step_and_term(cache_dir, tmp_path):
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(tree))
 
 
-@pytest.mark.slow  # 154 s alone: run with `pytest -m slow`
-@pytest.mark.xfail(
-    reason='passes alone (154 s); not yet confirmed under the full -n 2 CI '
-    'run after the step-by-step rewrite', strict=False)
 def test_eight_devices_match_one_device(cache_dir):
   if jax.device_count() < 8:
     pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8')
