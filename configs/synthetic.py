@@ -8,10 +8,11 @@ SyncNet, eye landmarks) are pretrained into <workdir>/pretrained/ or reused,
 then the curriculum runs phase 1 -> 2 -> 3, advancing at fixed steps.
 64x64 crops, narrow networks (2-scale frame discriminator, 1-scale temporal
 one), the perceptual loss on the middle frame of each window through VGG16's
-first two blocks, and 400 steps of batch 4 keep it CPU-sized: about 37
-minutes on 2 idle CPU cores, most of it the GAN steps (see the README for
-measured times; 200 steps take half that but do not yet beat the
-static-frame baseline on mouth motion).
+first two blocks, and 400 steps of batch 4 keep it CPU-sized: about 26
+minutes of GAN steps on 2 idle CPU cores (3.95 s a step), plus the helpers'
+pretraining on first use (see the README for measured times; 200 steps
+take half that but do not yet beat the static-frame baseline on mouth
+motion).
 `:runlocal` gives a seconds-long smoke run on in-memory noise clips.
 """
 
