@@ -204,6 +204,54 @@ def test_eight_devices_match_one_device(cache_dir):
                                  err_msg=f'phase {phase}: {net} grad norm')
   assert [f._cache_size() for f in step_fns] == [1, 1]
 
+@pytest.mark.slow  # a compile per mesh: run with `pytest -m slow`
+def test_fsdp_mesh_matches_one_device(cache_dir):
+  """config.mesh data=4 x fsdp=2: the networks' parameters and optimiser
+  states live sharded along 'fsdp', and one step from a common state gives
+  the losses and gradient norms of one device."""
+  if jax.device_count() < 8:
+    pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8')
+  from a2v_jax import data_sources
+  from a2v_jax import parallel
+  from a2v_jax.data import pipeline
+  c = _config()
+  c.mesh.data, c.mesh.fsdp = 4, 2
+  source = data_sources.create_source(c, '.', 'train')
+  batch = next(iter(pipeline.create_loader(source, batch_size=8,
+                                           num_frames=5, seed=0)))
+  batch = {k: batch[k] for k in ('frames', 'reference', 'mfcc')}
+  nets = train.create_networks(c)
+  weights = curriculum.phase_weights(c.curriculum, 3)
+  one = Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), ('data', 'fsdp'))
+  state, frozen = train.create_train_state(c, nets, batch, 2, {}, mesh=one)
+  host_state, host_frozen = jax.device_get((state, frozen))
+  outs = []
+  for mesh in (one, parallel.create_mesh(c.mesh)):
+    shardings = parallel.state_shardings(host_state, mesh)
+    s_in = parallel.put_global(host_state, shardings)
+    f_in = parallel.put_global(host_frozen, parallel.replicated(mesh))
+    step_fn = train.jit_train_step(nets, c, mesh, shardings)
+    s_out, metrics = step_fn(s_in, batch, weights, f_in)
+    outs.append((jax.device_get(metrics['terms']), s_out))
+  (l1, s1), (l2, s2) = outs
+  # The big leaves are really split: each device holds half of them.
+  kernels = [x for x in jax.tree.leaves(s2.g_params['params'])
+             if x.size >= 1024]
+  assert kernels and all(
+      'fsdp' in tuple(x.sharding.spec) and
+      x.addressable_shards[0].data.size == x.size // 2 for x in kernels)
+  for name in curriculum.LOSS_TERMS:
+    np.testing.assert_allclose(l1[name], l2[name], rtol=1e-4, atol=1e-6,
+                               err_msg=name)
+  leaves1, leaves2 = _leaves(s1), _leaves(s2)
+  for net in ('g_opt', "d_opt']['frame", "d_opt']['temporal",
+              "d_opt']['sync"):
+    norms = [np.sqrt(sum(float(np.sum(v)) for p, v in leaves
+                         if p.startswith(f"['{net}']") and '.nu' in p))
+             for leaves in (leaves1, leaves2)]
+    np.testing.assert_allclose(norms[0], norms[1], rtol=2e-2,
+                               err_msg=f'{net} grad norm')
+
 CONFIGS = ('synthetic', 'grid_phase1', 'grid_phase2', 'grid_phase3',
            'lombard_phase1', 'lombard_phase2', 'lombard_phase3',
            'ds2_ctc_grid', 'syncnet_grid', 'eye_grid', 'ds2_ctc_synthetic',
