@@ -60,6 +60,18 @@ def _leaves(state):
           jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]]
 
 
+def _assert_same_grad_norms(leaves_a, leaves_b, what: str) -> None:
+  """Each network's gradient norm after one step, from Adam's nu (= 0.1 g^2),
+  agrees to 2% between two `_leaves` lists."""
+  for net in ('g_opt', "d_opt']['frame", "d_opt']['temporal",
+              "d_opt']['sync"):
+    norms = [np.sqrt(sum(float(np.sum(v)) for p, v in leaves
+                         if p.startswith(f"['{net}']") and '.nu' in p))
+             for leaves in (leaves_a, leaves_b)]
+    np.testing.assert_allclose(norms[0], norms[1], rtol=2e-2,
+                               err_msg=f'{what}: {net} grad norm')
+
+
 @pytest.fixture(scope='module')
 def straight_run(cache_dir, tmp_path_factory):
   """6 steps without a stop; phases advance at steps 2 and 4."""
@@ -195,13 +207,7 @@ def test_eight_devices_match_one_device(cache_dir):
     # step). Single elements are ill-conditioned at this toy size (instance
     # norm over the generator's 2x2 maps), the norms are not; a lost mean
     # over the 8 devices would be off by 8x.
-    for net in ('g_opt', "d_opt']['frame", "d_opt']['temporal",
-                "d_opt']['sync"):
-      norms = [np.sqrt(sum(float(np.sum(v)) for p, v in leaves
-                           if p.startswith(f"['{net}']") and '.nu' in p))
-               for leaves in (leaves1, leaves8)]
-      np.testing.assert_allclose(norms[0], norms[1], rtol=2e-2,
-                                 err_msg=f'phase {phase}: {net} grad norm')
+    _assert_same_grad_norms(leaves1, leaves8, f'phase {phase}')
   assert [f._cache_size() for f in step_fns] == [1, 1]
 
 @pytest.mark.slow  # a compile per mesh: run with `pytest -m slow`
@@ -243,14 +249,7 @@ def test_fsdp_mesh_matches_one_device(cache_dir):
   for name in curriculum.LOSS_TERMS:
     np.testing.assert_allclose(l1[name], l2[name], rtol=1e-4, atol=1e-6,
                                err_msg=name)
-  leaves1, leaves2 = _leaves(s1), _leaves(s2)
-  for net in ('g_opt', "d_opt']['frame", "d_opt']['temporal",
-              "d_opt']['sync"):
-    norms = [np.sqrt(sum(float(np.sum(v)) for p, v in leaves
-                         if p.startswith(f"['{net}']") and '.nu' in p))
-             for leaves in (leaves1, leaves2)]
-    np.testing.assert_allclose(norms[0], norms[1], rtol=2e-2,
-                               err_msg=f'{net} grad norm')
+  _assert_same_grad_norms(_leaves(s1), _leaves(s2), 'fsdp')
 
 CONFIGS = ('synthetic', 'grid_phase1', 'grid_phase2', 'grid_phase3',
            'lombard_phase1', 'lombard_phase2', 'lombard_phase3',
