@@ -85,7 +85,7 @@ def create_optimizer(optimizer_cfg: Any,
                      steps_per_epoch: int) -> optax.GradientTransformation:
   """Adam(lr schedule, b1, b2, eps) as in the paper: lr 0.002, b1 0.0, b2 0.9.
 
-  eps (optax's 1e-8 unless the config sets it) also bounds how far float
+  eps (optax's 1e-8 in configs/common.py) also bounds how far float
   noise moves a parameter: with b1 = 0 a gradient g makes a step of
   lr * g / (sqrt(1 - b2) |g| + eps), about +-3 lr for any |g| >> eps, true
   gradients of 1e-9 included.
@@ -93,7 +93,7 @@ def create_optimizer(optimizer_cfg: Any,
   return optax.adam(
       create_learning_rate_schedule(optimizer_cfg, steps_per_epoch),
       b1=optimizer_cfg.b1, b2=optimizer_cfg.b2,
-      eps=optimizer_cfg.get('eps', 1e-8))
+      eps=optimizer_cfg.eps)
 
 
 def update_ema(ema: Any, params: Any, decay: float) -> Any:

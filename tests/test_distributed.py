@@ -163,18 +163,10 @@ def _global_batches(config, num_steps, num_processes=2):
   return batches
 
 
-def _reference_init(config):
-  """The initial TrainState every run starts from (seeded)."""
-  batch = _global_batches(config, 1)[0]
-  mesh = parallel.create_mesh(None, jax.devices()[:1])
-  return train.create_train_state(
-      config, train.create_networks(config), batch,
-      config.optimizer.steps_per_epoch, {}, mesh=mesh)[0]
-
-
 def _reference_run(config, batches):
   """One process, one device: the jitted train step over the batches, the
-  curriculum advanced as the training loop does. -> (losses, state)."""
+  curriculum advanced as the training loop does.
+  -> (losses, final state, initial state)."""
   mesh = parallel.create_mesh(None, jax.devices()[:1])
   nets = train.create_networks(config)
   state, frozen = train.create_train_state(
@@ -182,6 +174,7 @@ def _reference_run(config, batches):
       mesh=mesh)
   step_fn = train.jit_train_step(nets, config, mesh)
   controller = curriculum.PhaseController.from_config(config.curriculum)
+  initial = jax.device_get(state)  # before the step donates it
   losses = []
   for i, batch in enumerate(batches):
     weights = curriculum.phase_weights(config.curriculum, controller.phase)
@@ -189,7 +182,7 @@ def _reference_run(config, batches):
     metrics = jax.device_get(metrics)
     controller.update(i + 1, weights, metrics['terms'])
     losses.append(metrics)
-  return losses, jax.device_get(state)
+  return losses, jax.device_get(state), initial
 
 
 @pytest.fixture(scope='module')
@@ -214,7 +207,7 @@ def two_process_run(env, tmp_path_factory):
 
 def test_two_processes_match_one_process(two_process_run):
   run = two_process_run
-  ref_losses, ref_state = run['reference']
+  ref_losses, ref_state, init = run['reference']
   scalars = read_scalars(os.path.join(run['workdir'], 'tensorboard'))
   # Step 1 is one forward pass from the same state; later steps follow
   # parameters that differ by float noise, grown by each step.
@@ -236,7 +229,6 @@ def test_two_processes_match_one_process(two_process_run):
   # The discriminators agree to a fraction of one Adam step (up to ~3 lr);
   # the generator within Adam's bound of < 2.3 lr per step (see above).
   lr = _config().optimizer.lr
-  init = jax.device_get(_reference_init(_config()))
   moved = 0
   for key, atol in (('d_params', 0.5 * lr), ('g_params', 2.3 * lr * NUM_STEPS),
                     ('ema_g_params', 2.3 * lr * NUM_STEPS)):
@@ -366,17 +358,17 @@ def test_gradient_accumulation_matches_one_big_batch(two_process_run):
 
   # With b1 = 0, Adam's mu after one step is the gradient itself (signed).
   def grads(state):
-    return [(jax.tree_util.keystr(p), np.asarray(x)) for p, x
-            in jax.tree_util.tree_flatten_with_path(
-                (state.g_opt_state, state.d_opt_state))[0]
-            if '.mu' in jax.tree_util.keystr(p)]
+    """{network: [(path, gradient)]}."""
+    opt_states = {'G': state.g_opt_state, **state.d_opt_state}
+    return {net: [(jax.tree_util.keystr(p), np.asarray(x)) for p, x
+                  in jax.tree_util.tree_flatten_with_path(opt)[0]
+                  if '.mu' in jax.tree_util.keystr(p)]
+            for net, opt in opt_states.items()}
   g1, g2 = grads(s1), grads(s2)
-  assert len(g1) == len(g2) > 50
-  net_scale = {}
-  for path, a in g1:
-    net = path.split(']')[1]  # '[0' for G's leaves, a D's name for a D's
-    net_scale[net] = max(net_scale.get(net, 0.0), float(np.max(np.abs(a))))
-  for (path, a), (_, b) in zip(g1, g2):
-    atol = 1e-2 * float(np.max(np.abs(a))) + 1e-4 * net_scale[
-        path.split(']')[1]] + 1e-9
-    np.testing.assert_allclose(b, a, rtol=0, atol=atol, err_msg=path)
+  assert g1.keys() == g2.keys() and sum(map(len, g1.values())) > 50
+  for net in g1:
+    net_scale = max(float(np.max(np.abs(a))) for _, a in g1[net])
+    for (path, a), (_, b) in zip(g1[net], g2[net]):
+      atol = 1e-2 * float(np.max(np.abs(a))) + 1e-4 * net_scale + 1e-9
+      np.testing.assert_allclose(b, a, rtol=0, atol=atol,
+                                 err_msg=net + path)

@@ -140,10 +140,12 @@ class SPADEResBlock(nn.Module):
     dx = SPADE(fin, name="norm_0", **self.spade_kwargs)(x, image, audio)
     mkg = self.spade_kwargs.get("matmul_kernel_grad", False)
     dx = layers.Conv(fmiddle, (3, 3), padding=1, spectral_norm=sn,
-                     matmul_kernel_grad=mkg, name="conv_0")(layers.leaky_relu(dx), update_stats)
+                     matmul_kernel_grad=mkg,
+                     name="conv_0")(layers.leaky_relu(dx), update_stats)
     dx = SPADE(fmiddle, name="norm_1", **self.spade_kwargs)(dx, image, audio)
     dx = layers.Conv(fout, (3, 3), padding=1, spectral_norm=sn,
-                     matmul_kernel_grad=mkg, name="conv_1")(layers.leaky_relu(dx), update_stats)
+                     matmul_kernel_grad=mkg,
+                     name="conv_1")(layers.leaky_relu(dx), update_stats)
     return x_s + dx
 
 
