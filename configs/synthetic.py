@@ -35,14 +35,19 @@ def get_config(arg=None):
   c.ema_decay = 0.99
   # output='residual': the untrained generator returns the reference, so
   # the CPU steps go to the mouth instead of to redrawing the face.
-  # matmul_kernel_grad: XLA:CPU's conv weight gradients are its slowest
-  # ops; as 9 matmuls the train step is 10% faster on 2 cores (3.95 vs 4.39
-  # s). Leave it off on GPUs.
+  # conv_lowering='stride1_2d': XLA:CPU runs the discriminators' 3-D and
+  # strided 4x4 convs' gradients on slow generic loops; rewritten as stride-1
+  # 2-D convs (same parameters) and with YNNPACK's conv fusion off
+  # (a2v_jax/xla_cpu.py), the step takes 1.06 s instead of 4.31 s on 2 idle
+  # cores. The generator's matmul_kernel_grad is slower than XLA's own
+  # kernel gradient once YNNPACK is off (1.48 s), so it stays off.
   c.model.generator = dict(ngf=8, num_upsampling_layers='normal',
                            spectral_norm=True, spade_hidden=32,
-                           output='residual', matmul_kernel_grad=True)
-  c.model.frame_d = dict(ndf=16, n_layers=2, num_scales=2)
-  c.model.temporal_d = dict(ndf=8, n_layers=1, num_scales=1, audio_channels=8)
+                           output='residual')
+  c.model.frame_d = dict(ndf=16, n_layers=2, num_scales=2,
+                         conv_lowering='stride1_2d')
+  c.model.temporal_d = dict(ndf=8, n_layers=1, num_scales=1, audio_channels=8,
+                            conv_lowering='stride1_2d')
   c.model.syncnet = dict(input_hw=(64, 64), width=0.125, embed_dim=128)
   c.model.ds2 = dict(conv_features=(16, 16), rnn_hidden=64, rnn_layers=2)
   c.model.eye = dict(input_size=32, features=(16, 32, 32), hidden=64)

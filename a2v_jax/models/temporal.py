@@ -46,6 +46,7 @@ class NLayerDiscriminator3D(nn.Module):
   temporal_kernel_size: int = 3
   norm: str = "instance"
   spectral_norm: bool = False
+  conv_lowering: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, update_stats: bool = False) -> list[jax.Array]:
@@ -60,7 +61,8 @@ class NLayerDiscriminator3D(nn.Module):
     features = []
     nf = self.ndf
     x = layers.Conv(nf, k, strides=(1, 2, 2), padding=pad,
-                    spectral_norm=self.spectral_norm, name="conv_0")(x, update_stats)
+                    spectral_norm=self.spectral_norm,
+                    lowering=self.conv_lowering, name="conv_0")(x, update_stats)
     x = layers.leaky_relu(x)
     features.append(x)
     for n in range(1, self.n_layers + 1):
@@ -68,12 +70,14 @@ class NLayerDiscriminator3D(nn.Module):
       stride = 2 if n < self.n_layers else 1
       x = layers.Conv(nf, k, strides=(1, stride, stride), padding=pad,
                       use_bias=not use_norm, spectral_norm=self.spectral_norm,
+                      lowering=self.conv_lowering,
                       name=f"conv_{n}")(x, update_stats)
       if use_norm:
         x = layers.instance_norm(x)
       x = layers.leaky_relu(x)
       features.append(x)
     x = layers.Conv(1, k, padding=pad, spectral_norm=self.spectral_norm,
+                    lowering=self.conv_lowering,
                     name=f"conv_{self.n_layers + 1}")(x, update_stats)
     features.append(x)
     return features
@@ -87,7 +91,9 @@ class MultiScaleTemporalDiscriminator(nn.Module):
     mode: '3d' (3-D convs) or 'stack' (frames stacked on channels).
     audio_channels: width of the per-frame audio projection tiled over the
       frame (0 = unconditional).
-    ndf, n_layers, norm, spectral_norm: as patchgan.NLayerDiscriminator.
+    ndf, n_layers, norm, spectral_norm, conv_lowering: as
+      patchgan.NLayerDiscriminator ('stride1_2d' also computes the 3-D
+      convs as 2-D convs of the stacked time taps).
     temporal_kernel_size: time extent of the 3-D kernels (mode '3d').
   """
 
@@ -98,6 +104,7 @@ class MultiScaleTemporalDiscriminator(nn.Module):
   n_layers: int = 3
   norm: str = "instance"
   spectral_norm: bool = False
+  conv_lowering: str = "xla"
   temporal_kernel_size: int = 3
 
   def __post_init__(self):
@@ -149,12 +156,14 @@ class MultiScaleTemporalDiscriminator(nn.Module):
         disc = NLayerDiscriminator3D(
             ndf=self.ndf, n_layers=self.n_layers, norm=self.norm,
             spectral_norm=self.spectral_norm,
-            temporal_kernel_size=self.temporal_kernel_size, name=name)
+            temporal_kernel_size=self.temporal_kernel_size,
+            conv_lowering=self.conv_lowering, name=name)
         outputs.append(disc(window, update_stats))
       else:
         stacked = jnp.moveaxis(window, 1, 3).reshape(b, height, width, -1)
         disc = patchgan.NLayerDiscriminator(
             ndf=self.ndf, n_layers=self.n_layers, norm=self.norm,
-            spectral_norm=self.spectral_norm, name=name)
+            spectral_norm=self.spectral_norm,
+            conv_lowering=self.conv_lowering, name=name)
         outputs.append(disc(stacked, update_stats))
     return outputs
