@@ -8,11 +8,9 @@ SyncNet, eye landmarks) are pretrained into <workdir>/pretrained/ or reused,
 then the curriculum runs phase 1 -> 2 -> 3, advancing at fixed steps.
 64x64 crops, narrow networks (2-scale frame discriminator, 1-scale temporal
 one), the perceptual loss on the middle frame of each window through VGG16's
-first two blocks, and 400 steps of batch 4 keep it CPU-sized: about 26
-minutes of GAN steps on 2 idle CPU cores (3.95 s a step), plus the helpers'
-pretraining on first use (see the README for measured times; 200 steps
-take half that but do not yet beat the static-frame baseline on mouth
-motion).
+first two blocks, and 400 steps of batch 4 keep it CPU-sized: 17 min 46 s
+from a fresh workdir on 2 idle CPU cores (corpus 1 min, helpers 7 min, GAN
+set-up and compile 2 min, 400 GAN steps 8 min at 1.2 s); see the README.
 `:runlocal` gives a seconds-long smoke run on in-memory noise clips.
 """
 
@@ -60,7 +58,8 @@ def get_config(arg=None):
   c.pretrained.missing = 'pretrain'
   c.pretrain.update(dict(ds2_steps=300, syncnet_steps=400, eye_steps=200))
   c.log_every_steps = 5
-  c.ckpt_every_steps = 20
+  # Each save blocks about 0.6 s; the phase ends are saved as well.
+  c.ckpt_every_steps = 100
   c.sample_every_steps = 100
   if arg == 'runlocal':
     common.apply_runlocal(c)
