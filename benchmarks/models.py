@@ -42,7 +42,8 @@ _MODES = flags.DEFINE_list("modes", ["fwd", "fwdbwd"], "fwd and/or fwdbwd.")
 _MATMUL_KERNEL_GRAD = flags.DEFINE_bool(
     "matmul_kernel_grad", False,
     "SPADE nets: kernel gradients as k*k matmuls "
-    "(SPADEGenerator.matmul_kernel_grad; faster on XLA:CPU).")
+    "(SPADEGenerator.matmul_kernel_grad; faster only against YNNPACK's "
+    "conv kernel gradients, see a2v_jax/xla_cpu.py).")
 _AUDIO_DIM = 256  # DeepSpeech2 feature width fed to the generator.
 
 

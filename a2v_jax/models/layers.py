@@ -49,19 +49,15 @@ def conv2d_stride1(x: jax.Array, kernel: jax.Array,
                    padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
   """Stride-1 NHWC conv whose kernel gradient is k*k dense matmuls.
 
-  XLA:CPU lowers the kernel gradient of a convolution (a conv that contracts
-  over batch and space) to a generic loop nest that runs at roughly half the
-  speed of the forward conv, and slower as the batch grows. Here
   dK[i, j] = sum_{b,h,w} x_pad[b, h+i, w+j, :]^T g[b, h, w, :], one dot per
-  tap, which XLA maps onto its fast matmul. Measured on an idle 2-core AVX2
-  CPU (jax 0.10.2): 3-5x faster for the kernel gradient of a batch-4
-  128x128 128->128 conv (XLA's own: 3.0 s, 12x its batch-1 time), and for
-  the NVlabs generator forward+backward 1.9x at 128 px ngf 64 (0.13 -> 0.25
-  images/s) and 1.07x at 64 px ngf 16 (4.40 -> 4.70), batch 4. The k*k
-  slices are copied (a third of the remaining time) and the input is kept
-  for the backward pass (peak memory 1.7 -> 3.6 GiB at 128 px); on GPUs
-  cuDNN's own kernel gradient is the better choice: opt-in
-  (Conv.matmul_kernel_grad, SPADEGenerator.matmul_kernel_grad). Values equal
+  tap. It was written against YNNPACK's convolution kernel gradients, XLA:CPU's
+  default in jaxlib 0.10 (3.0 s for a batch-4 128x128 128->128 conv, 12x its
+  batch-1 time), which it beats 3-5x. a2v_jax now turns YNNPACK's conv
+  fusion off (a2v_jax/xla_cpu.py), and against XLA's own Eigen kernel
+  gradient this form is 2-4x slower (the k*k slices are transposed copies),
+  so it is off by default everywhere; kept, opt-in, for backends where the
+  conv kernel gradient is the slow op (Conv.matmul_kernel_grad,
+  SPADEGenerator.matmul_kernel_grad). Values equal
   autodiff up to float rounding (tested). x: [B,H,W,Cin], kernel
   [kh,kw,Cin,Cout] -> [B,H',W',Cout].
   """

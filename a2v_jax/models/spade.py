@@ -176,9 +176,10 @@ class SPADEGenerator(nn.Module):
       short CPU runs, see the README): it starts the model at the
       static-frame baseline instead of at noise.
     matmul_kernel_grad: compute the kernel gradients of the 3x3 convs as
-      k*k matmuls (``layers.conv2d_stride1``): on XLA:CPU that is 1.9x
-      faster for the NVlabs reference at 128 px, batch 4 (0.13 -> 0.25
-      images/s forward+backward, benchmarks/models.py); for CPU runs only.
+      k*k matmuls (``layers.conv2d_stride1``). 1.9x faster than YNNPACK's
+      kernel gradients (XLA:CPU's default) for the NVlabs reference at 128
+      px, batch 4, but slower than XLA's own, which a2v_jax uses on CPU
+      (a2v_jax/xla_cpu.py); off by default.
   """
 
   ngf: int = 64
