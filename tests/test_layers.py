@@ -84,8 +84,8 @@ def test_discriminator_lowerings_share_parameters_and_outputs(net):
     variables = model.init(jax.random.PRNGKey(0), *args)
     trees[lowering] = variables
     outs[lowering] = model.apply(variables, *args)
-  chex_equal = jax.tree.map(np.array_equal, trees["xla"], trees["stride1_2d"])
-  assert all(jax.tree.leaves(chex_equal))
+  same = jax.tree.map(np.array_equal, trees["xla"], trees["stride1_2d"])
+  assert all(jax.tree.leaves(same))
   flat = [jax.tree.leaves(outs[k]) for k in layers.CONV_LOWERINGS]
   assert len(flat[0]) == len(flat[1]) >= 8
   for a, b in zip(*flat):
