@@ -185,3 +185,12 @@ def validate_config(config: Any) -> None:
     for name in config.evals:
       _check_choice('evals', name, tuple(evaluators.EVALUATORS))
   _check_models(config)
+  ds2_norm = config.model.ds2.get('normalize_input', 'global')
+  if ds2_norm not in (True, False):
+    _check_choice('model.ds2.normalize_input', ds2_norm,
+                  ('global', 'window', 'none'))
+  if d.audio_features != 'mfcc' and ds2_norm == 'global':
+    raise ConfigError(
+        f"config.model.ds2.normalize_input='global' holds MFCC statistics but "
+        f"dataset.audio_features={d.audio_features!r}; set "
+        f"model.ds2.normalize_input='window'")

@@ -20,6 +20,8 @@ Each writes `<workdir>/checkpoints` with the item state = {'variables',
 from __future__ import annotations
 
 import functools
+import importlib
+import json
 import os
 import time
 from typing import Any, Iterator
@@ -273,6 +275,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   rng = jax.random.PRNGKey(config.seed)
   variables = jax.jit(model.init)(rng, *_init_inputs(config.task, model,
                                                      first))
+  helper = {task: name for name, task in HELPER_TASKS.items()}.get(config.task)
+  network_metadata = ({'network_config': network_config(
+      helper, config.model[helper])} if helper else {})
   tx = optax.adam(config.pretrain.lr)
   state = {'variables': variables, 'opt_state': tx.init(variables),
            'step': jnp.zeros([], jnp.int32)}
@@ -328,7 +333,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                                     for k, v in parts.items()})
       if done % config.ckpt_every_steps == 0 or done == num_steps:
         ckpt.save(done, state, {'config': config.to_dict(),
-                                'task': config.task, 'step': done})
+                                'task': config.task, 'step': done,
+                                **network_metadata})
   finally:
     ckpt.close()
     writer.close()
@@ -347,6 +353,50 @@ def helper_config(name: str, config: ml_collections.ConfigDict
   return c
 
 
+# Module defaults that changed since checkpoints began to record their full
+# network config: what an older checkpoint's omitted setting meant.
+_LEGACY_DEFAULTS = {'ds2': {'normalize_input': True}}
+
+
+def network_config(name: str, settings: Any, legacy: bool = False) -> dict:
+  """Every constructor attribute of helper `name` built from config.model
+  settings, as plain JSON (what a checkpoint records and reuse compares)."""
+  from a2v_jax import config_validation  # pylint: disable=g-import-not-at-top
+  from a2v_jax import export  # pylint: disable=g-import-not-at-top
+  module_path, class_name = config_validation.MODEL_CLASSES[name]
+  settings = dict(settings)
+  if legacy:
+    settings = {**_LEGACY_DEFAULTS.get(name, {}), **settings}
+  cls = getattr(importlib.import_module(module_path), class_name)
+  out = export.module_config(cls(**export.lists_to_tuples(settings)))
+  if name == 'ds2':
+    out['normalize_input'] = deepspeech2.input_normalization(
+        out['normalize_input'])
+  return json.loads(json.dumps(out, sort_keys=True))
+
+
+def check_saved_network(name: str, config: ml_collections.ConfigDict,
+                        saved: dict, path: str) -> None:
+  """Raises if the helper at `path` was trained with other settings than
+  config.model.<name> gives (a reused encoder with another input
+  normalisation would feed the generator silently different features)."""
+  have = saved.get('network_config')
+  if have is None:  # Written before checkpoints recorded it.
+    have = network_config(
+        name, saved.get('config', {}).get('model', {}).get(name, {}),
+        legacy=True)
+  want = network_config(name, config.model[name])
+  diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+  if diff:
+    raise ValueError(
+        f'the pretrained {name} in {path} was trained with '
+        + ', '.join(f'{k}={have.get(k)!r}' for k in diff)
+        + ' but this config has '
+        + ', '.join(f'{k}={want.get(k)!r}' for k in diff)
+        + f'; delete {os.path.dirname(path)} to pretrain it again, or set '
+        f'config.pretrained.{name}_ckpt to a matching checkpoint')
+
+
 def pretrain_helper(name: str, config: ml_collections.ConfigDict,
                     workdir: str, corpus_dir: str = '') -> str:
   """Pretrains helper `name` ('ds2', 'syncnet', 'eye') into `workdir` unless
@@ -356,8 +406,10 @@ def pretrain_helper(name: str, config: ml_collections.ConfigDict,
   if os.path.isdir(path):
     ckpt = checkpointing.Checkpointer(path)
     steps = ckpt.latest_step()
+    saved = ckpt.restore_metadata(steps) if steps is not None else {}
     ckpt.close()
     if steps is not None and steps >= config.pretrain[f'{name}_steps']:
+      check_saved_network(name, config, saved, path)
       logging.info('Reusing pretrained %s from %s.', name, path)
       return path
   logging.info('Pretraining the %s helper network into %s.', name, workdir)

@@ -586,14 +586,15 @@ def load_pretrained(config, workdir: str) -> dict[str, Any]:
   Returns:
     {'ds2', 'syncnet', 'eye'} -> variables, or None for random init.
   """
+  # pretrain imports this module.
+  from a2v_jax import pretrain as pretrain_lib  # pylint: disable=g-import-not-at-top
   out = {}
   for name in ('ds2', 'syncnet', 'eye'):
     path = config.pretrained[f'{name}_ckpt']
     mode = config.pretrained.missing
     if not path and mode == 'pretrain':
       from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
-      from a2v_jax import pretrain  # pylint: disable=g-import-not-at-top
-      path = pretrain.pretrain_helper(
+      path = pretrain_lib.pretrain_helper(
           name, config, os.path.join(workdir, 'pretrained', name),
           corpus_dir=data_sources.default_corpus_dir(config, workdir))
     if not path:
@@ -606,7 +607,9 @@ def load_pretrained(config, workdir: str) -> dict[str, Any]:
       logging.warning('No pretrained %s: random init (smoke test only).', name)
       out[name] = None
       continue
-    tree, _ = checkpointing.load_state_tree(path)
+    tree, meta = checkpointing.load_state_tree(path)
+    if meta.get('task') == pretrain_lib.HELPER_TASKS[name]:
+      pretrain_lib.check_saved_network(name, config, meta, path)
     out[name] = tree['variables']  # what pretrain.py saves
   return out
 

@@ -1,5 +1,8 @@
 """Tests of the DeepSpeech2-style audio encoder and the CTC vocabulary."""
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +12,7 @@ from clu import parameter_overview
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from a2v_jax import losses
+from a2v_jax.audio import features
 from a2v_jax.models import deepspeech2
 from a2v_jax.models import vocab
 
@@ -101,8 +105,27 @@ def test_padded_frames_do_not_leak_into_valid_frames(tiny):
   assert not np.allclose(unpadded[0, :7], tiny["feats"][1, :7], atol=1e-3)
 
 
+def test_global_normalization_is_fixed_mfcc_statistics(tiny):
+  """'global' = 'none' on windows standardised with the corpus constants;
+  log-mel windows (other widths) are refused with the fix named."""
+  windows, variables = tiny["windows"], tiny["variables"]
+  mean = np.asarray(features.MFCC_MEAN, np.float32)
+  std = np.asarray(features.MFCC_STD, np.float32)
+  raw = deepspeech2.DeepSpeech2(**{**TINY, "normalize_input": "none"})
+  glob = deepspeech2.DeepSpeech2(**{**TINY, "normalize_input": "global"})
+  np.testing.assert_allclose(
+      glob.apply(variables, windows * std + mean)[0],
+      raw.apply(variables, windows)[0], rtol=1e-4, atol=1e-4)
+  with pytest.raises(ValueError, match="normalize_input='window'"):
+    glob.init(jax.random.PRNGKey(0), jnp.zeros((1, 5, 20, 40)))
+  with pytest.raises(ValueError, match="valid: global, window, none"):
+    deepspeech2.input_normalization("utterance")
+  assert deepspeech2.input_normalization(True) == "window"
+
+
 def test_log_mel_windows_and_dropout_trace():
-  model = deepspeech2.DeepSpeech2(**TINY, dropout_rate=0.1)
+  model = deepspeech2.DeepSpeech2(**TINY, dropout_rate=0.1,
+                                  normalize_input="window")
   windows = jnp.zeros((2, 5, 20, 40))
   variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), windows)
   feats, logits = jax.eval_shape(
@@ -167,3 +190,36 @@ def test_sharded_jit_over_the_data_axis(tiny):
   assert logits.shape == (windows.shape[0], 10, vocab.VOCAB_SIZE)
   feats1, _ = tiny["apply"](variables, windows[2:3], paddings[2:3])
   np.testing.assert_allclose(feats[2], feats1[0], rtol=1e-4, atol=1e-4)
+
+
+def test_fused_gru_matches_flax_bidirectional_gru():
+  """models/gru.py = nn.Bidirectional(nn.RNN(nn.GRUCell)) summed, on the
+  same parameters: values and gradients, with and without padding."""
+  from a2v_jax.models import gru  # pylint: disable=g-import-not-at-top
+
+  class Flax(nn.Module):
+    @nn.compact
+    def __call__(self, x, lengths):
+      return nn.Bidirectional(
+          nn.RNN(nn.GRUCell(6, name="f")), nn.RNN(nn.GRUCell(6, name="b")),
+          merge_fn=lambda a, c: a + c)(x, seq_lengths=lengths)
+
+  class Fused(nn.Module):
+    @nn.compact
+    def __call__(self, x, lengths):
+      return gru.bidirectional_gru(x, 6, "f", "b", lengths)
+
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 7, 5))
+  lengths = jnp.array([7, 4, 1])
+  params = Flax().init(jax.random.PRNGKey(1), x, lengths)
+  fused_params = Fused().init(jax.random.PRNGKey(1), x, lengths)
+  assert (jax.tree.map(jnp.shape, params)
+          == jax.tree.map(jnp.shape, fused_params))
+  np.testing.assert_allclose(Fused().apply(params, x, None),
+                             Flax().apply(params, x, None), atol=1e-5)
+  loss = lambda m, p: jnp.sum(jnp.sin(m.apply(p, x, lengths)))
+  want, want_g = jax.value_and_grad(functools.partial(loss, Flax()))(params)
+  got, got_g = jax.value_and_grad(functools.partial(loss, Fused()))(params)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               got_g, want_g)

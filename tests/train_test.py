@@ -25,6 +25,7 @@ import pytest
 
 from a2v_jax import checkpointing
 from a2v_jax import curriculum
+from a2v_jax import pretrain
 from a2v_jax import train
 from configs import synthetic
 
@@ -288,6 +289,14 @@ def test_config_typos_fail_with_valid_choices():
   c.curriculum.weights.phase2['blnk'] = 1.0
   with pytest.raises(config_validation.ConfigError, match=r"'blink'"):
     config_validation.validate_config(c)
+  c = synthetic.get_config('runlocal')
+  c.dataset.audio_features = 'log_mel'
+  with pytest.raises(config_validation.ConfigError,
+                     match=r"set model.ds2.normalize_input='window'"):
+    config_validation.validate_config(c)
+  c.model.ds2['normalize_input'] = 'windw'
+  with pytest.raises(config_validation.ConfigError, match=r"'global'"):
+    config_validation.validate_config(c)
 
 
 @pytest.mark.parametrize('name', ('ds2_ctc', 'syncnet', 'eye'))
@@ -298,6 +307,28 @@ def test_pretrain_runlocal_writes_loadable_checkpoint(name, tmp_path):
   variables = train.train_and_evaluate(config, str(tmp_path))
   tree, meta = checkpointing.load_state_tree(str(tmp_path / 'checkpoints'))
   assert meta['task'] == config.task and meta['step'] == 3
+  helper = {t: n for n, t in pretrain.HELPER_TASKS.items()}[name]
+  assert meta['network_config'] == pretrain.network_config(
+      helper, config.model[helper])
   for a, b in zip(jax.tree.leaves(variables),
                   jax.tree.leaves(tree['variables'])):
     np.testing.assert_array_equal(a, b)
+
+
+def test_reused_helper_must_match_the_network_config():
+  """A helper checkpoint trained with other settings (here an encoder with
+  another input normalisation, or one written before checkpoints recorded
+  their network config, when per-clip CMVN was the default) is refused."""
+  config = synthetic.get_config('runlocal')
+  ds2 = dict(config.model.ds2)
+  saved = {'network_config': pretrain.network_config('ds2', ds2)}
+  pretrain.check_saved_network('ds2', config, saved, 'run/pretrained/ds2/ck')
+  legacy = {'config': {'model': {'ds2': ds2}}}
+  with pytest.raises(ValueError, match=r"normalize_input='window' but this "
+                     r"config has normalize_input='global'; delete "
+                     r"run/pretrained/ds2 to pretrain it again"):
+    pretrain.check_saved_network('ds2', config, legacy, 'run/pretrained/ds2/ck')
+  config.model.ds2['normalize_input'] = 'window'
+  pretrain.check_saved_network('ds2', config, legacy, 'run/pretrained/ds2/ck')
+  with pytest.raises(ValueError, match='normalize_input'):
+    pretrain.check_saved_network('ds2', config, saved, 'run/pretrained/ds2/ck')

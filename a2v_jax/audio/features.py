@@ -38,6 +38,17 @@ import numpy as np
 import scipy.fft
 
 DEFAULT_SAMPLE_RATE = 16000
+# Per-coefficient mean and std of `mfcc_windows`' 13 MFCCs (librosa's
+# dB-scaled MFCCs of 16 kHz speech), measured on the synthetic corpus's
+# training split. The audio networks standardise their input with them:
+# raw c0 sits near -270 with a std of 118, ten times the others. Only the
+# order of magnitude matters, so they serve GRID's speech as well. Fixed
+# constants keep a window's features independent of its neighbours, unlike
+# per-clip CMVN over a few frames (see models/deepspeech2.py).
+MFCC_MEAN = (-270.6, 32.9, 7.7, 24.0, -7.5, -1.2, -6.8, -7.3, 3.1, -7.3, 1.8,
+             -4.8, 0.8)
+MFCC_STD = (117.9, 37.6, 21.0, 32.7, 20.4, 16.6, 14.8, 15.1, 11.5, 11.3, 7.9,
+            8.5, 7.1)
 DEFAULT_FPS = 25.0
 HOP_S = 0.010  # short-time hop inside a window
 WIN_S = 0.025  # short-time analysis window

@@ -34,20 +34,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from a2v_jax.audio import features
+
 NUM_FRAMES = 5
 MFCC_STEPS = 20
 NUM_MFCC = 13
-# Per-coefficient mean and std of the 13 MFCCs (audio.features.mfcc_windows,
-# librosa's dB-scaled MFCCs of 16 kHz speech), measured on the synthetic
-# corpus's training split. The audio stream standardises its input with
-# them: raw c0 sits near -270 with a std of 118, ten times the others, and
-# swamped the first conv (on one batch, the stream fitted the mouth opening
-# 100x slower without it). Only the order of magnitude matters, so they
-# serve GRID's speech as well.
-MFCC_MEAN = (-270.6, 32.9, 7.7, 24.0, -7.5, -1.2, -6.8, -7.3, 3.1, -7.3, 1.8,
-             -4.8, 0.8)
-MFCC_STD = (117.9, 37.6, 21.0, 32.7, 20.4, 16.6, 14.8, 15.1, 11.5, 11.3, 7.9,
-            8.5, 7.1)
+# The audio stream standardises its input with these fixed statistics
+# (audio/features.py): raw c0 swamped the first conv (on one batch, the
+# stream fitted the mouth opening 100x slower without it).
+MFCC_MEAN = features.MFCC_MEAN
+MFCC_STD = features.MFCC_STD
 
 
 class SyncNetInputError(ValueError):
