@@ -1,8 +1,5 @@
 """Tests of the DeepSpeech2-style audio encoder and the CTC vocabulary."""
 
-import functools
-
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -191,35 +188,3 @@ def test_sharded_jit_over_the_data_axis(tiny):
   feats1, _ = tiny["apply"](variables, windows[2:3], paddings[2:3])
   np.testing.assert_allclose(feats[2], feats1[0], rtol=1e-4, atol=1e-4)
 
-
-def test_fused_gru_matches_flax_bidirectional_gru():
-  """models/gru.py = nn.Bidirectional(nn.RNN(nn.GRUCell)) summed, on the
-  same parameters: values and gradients, with and without padding."""
-  from a2v_jax.models import gru  # pylint: disable=g-import-not-at-top
-
-  class Flax(nn.Module):
-    @nn.compact
-    def __call__(self, x, lengths):
-      return nn.Bidirectional(
-          nn.RNN(nn.GRUCell(6, name="f")), nn.RNN(nn.GRUCell(6, name="b")),
-          merge_fn=lambda a, c: a + c)(x, seq_lengths=lengths)
-
-  class Fused(nn.Module):
-    @nn.compact
-    def __call__(self, x, lengths):
-      return gru.bidirectional_gru(x, 6, "f", "b", lengths)
-
-  x = jax.random.normal(jax.random.PRNGKey(0), (3, 7, 5))
-  lengths = jnp.array([7, 4, 1])
-  params = Flax().init(jax.random.PRNGKey(1), x, lengths)
-  fused_params = Fused().init(jax.random.PRNGKey(1), x, lengths)
-  assert (jax.tree.map(jnp.shape, params)
-          == jax.tree.map(jnp.shape, fused_params))
-  np.testing.assert_allclose(Fused().apply(params, x, None),
-                             Flax().apply(params, x, None), atol=1e-5)
-  loss = lambda m, p: jnp.sum(jnp.sin(m.apply(p, x, lengths)))
-  want, want_g = jax.value_and_grad(functools.partial(loss, Flax()))(params)
-  got, got_g = jax.value_and_grad(functools.partial(loss, Fused()))(params)
-  np.testing.assert_allclose(got, want, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
-               got_g, want_g)

@@ -42,7 +42,6 @@ import ml_collections
 import numpy as np
 
 from a2v_jax.audio import features as features_lib
-from a2v_jax.models import gru
 from a2v_jax.models import vocab
 
 
@@ -162,10 +161,11 @@ class DeepSpeech2(nn.Module):
       seq_lengths = jnp.sum(1 - paddings.astype(jnp.int32), axis=1)
     for i in range(self.rnn_layers):
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-      # = nn.Bidirectional of two nn.GRUCell RNNs, summed (same parameters),
-      # in one scan with the input projections hoisted (models/gru.py).
-      x = gru.bidirectional_gru(x, self.rnn_hidden, f"gru{i}_fwd_cell",
-                                f"gru{i}_bwd_cell", seq_lengths)
+      rnn = nn.Bidirectional(
+          nn.RNN(nn.GRUCell(self.rnn_hidden, name=f"gru{i}_fwd_cell")),
+          nn.RNN(nn.GRUCell(self.rnn_hidden, name=f"gru{i}_bwd_cell")),
+          merge_fn=lambda a, c: a + c, name=f"gru{i}")
+      x = rnn(x, seq_lengths=seq_lengths)
       x = nn.LayerNorm(name=f"gru{i}_norm")(x)
     features = x
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
