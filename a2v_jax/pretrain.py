@@ -47,6 +47,11 @@ from a2v_jax.models import vocab
 # Helper name (config.pretrained key) -> pretraining task.
 HELPER_TASKS = {'ds2': 'ds2_ctc', 'syncnet': 'syncnet', 'eye': 'eye'}
 MAX_LABEL_CHARS = 80
+# Whole-utterance batches are prepared by 2 threads, 2 batches ahead. grain's
+# default (16 threads, 500 elements ahead; here an element is a batch) spent
+# ~45 s of the 2 cores filling the buffer while the first steps compiled: the
+# DS2 helper's start-up took 60 s instead of 20.
+_READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)
 
 
 def _ctc_batches(source, config, batch_size: int, seed: int) -> Iterator:
@@ -70,7 +75,7 @@ def _ctc_batches(source, config, batch_size: int, seed: int) -> Iterator:
 
   ds = (grain.MapDataset.source(source).seed(seed).shuffle().repeat()
         .map(to_example).batch(batch_size, drop_remainder=True))
-  return iter(ds.to_iter_dataset())
+  return iter(ds.to_iter_dataset(_READ_OPTIONS))
 
 
 def lipnet_config(config) -> ml_collections.ConfigDict:
@@ -110,7 +115,7 @@ def _lipnet_batches(source, config, batch_size: int, seed: int) -> Iterator:
 
   ds = (grain.MapDataset.source(source).seed(seed).shuffle().repeat()
         .random_map(to_example).batch(batch_size, drop_remainder=True))
-  return iter(ds.to_iter_dataset())
+  return iter(ds.to_iter_dataset(_READ_OPTIONS))
 
 
 def _window_batches(source, config, batch_size: int, seed: int,
@@ -273,8 +278,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P('data'))
   rng = jax.random.PRNGKey(config.seed)
-  variables = jax.jit(model.init)(rng, *_init_inputs(config.task, model,
-                                                     first))
+  # Compiled unoptimised, as train.py's init: it runs once.
+  variables = jax.jit(model.init, compiler_options=train.INIT_COMPILER_OPTIONS)(
+      rng, *_init_inputs(config.task, model, first))
   helper = {task: name for name, task in HELPER_TASKS.items()}.get(config.task)
   network_metadata = ({'network_config': network_config(
       helper, config.model[helper])} if helper else {})
