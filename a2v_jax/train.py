@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import inspect
 import os
+import threading
 import time
 from typing import Any
 
@@ -445,26 +446,12 @@ def init_variables(nets: Networks, rng: jax.Array, example: dict[str, Any]):
   return g_vars, d_vars, ds2_vars, eye_vars
 
 
-def create_train_state(config, nets: Networks, example: dict[str, Any],
-                       steps_per_epoch: int, pretrained: dict[str, Any],
-                       mesh: Mesh | None = None
-                       ) -> tuple[train_state_lib.TrainState, dict[str, Any]]:
-  """A fresh TrainState plus the frozen networks' variables.
-
-  Args:
-    config: the run config.
-    nets: from `create_networks`.
-    example: a batch (numpy) fixing the shapes (values are not read).
-    steps_per_epoch: for the learning-rate schedule.
-    pretrained: {'ds2', 'syncnet', 'eye'} -> variables or None (random init).
-    mesh: the training mesh; None = the host's default device.
-
-  Returns:
-    (state, frozen): on `mesh`, the state sharded by
-    `parallel.state_shardings` (initialised in place, so an FSDP-sharded
-    generator never has to fit one device) and frozen replicated.
-  """
-  tx = train_state_lib.create_optimizer(config.optimizer, steps_per_epoch)
+def _init_fn(config, nets: Networks, example: dict[str, Any],
+             steps_per_epoch: int, tx=None):
+  """() -> (fresh TrainState, {'ds2', 'eye'} random variables). The state
+  holds `tx` as static metadata: compiled code is tied to that object."""
+  if tx is None:
+    tx = train_state_lib.create_optimizer(config.optimizer, steps_per_epoch)
   shapes = {k: jax.ShapeDtypeStruct(np.shape(example[k]), jnp.float32)
             for k in ('frames', 'reference', 'mfcc')}
 
@@ -476,6 +463,49 @@ def create_train_state(config, nets: Networks, example: dict[str, Any],
         rng=state_rng, g_params=g_vars, d_params=d_vars, g_tx=tx, d_tx=tx)
     return state, {'ds2': ds2_vars, 'eye': eye_vars}
 
+  return init
+
+
+def abstract_train_state(config, nets: Networks, example: dict[str, Any],
+                         steps_per_epoch: int, mesh: Mesh,
+                         perceptual_vars: Any, tx) -> tuple[Any, dict[str, Any]]:
+  """ShapeDtypeStructs of create_train_state's (state, frozen), the state's
+  carrying its shardings: enough to compile the train step before any
+  network is initialised or pretrained. Pass create_train_state the same
+  `tx`."""
+  state, helpers = jax.eval_shape(
+      _init_fn(config, nets, example, steps_per_epoch, tx))
+  state = parallel.abstract_with_shardings(
+      state, parallel.state_shardings(state, mesh))
+  frozen = dict(helpers, perceptual=jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
+      perceptual_vars))
+  return state, frozen
+
+
+def create_train_state(config, nets: Networks, example: dict[str, Any],
+                       steps_per_epoch: int, pretrained: dict[str, Any],
+                       mesh: Mesh | None = None, perceptual_vars: Any = None,
+                       tx=None
+                       ) -> tuple[train_state_lib.TrainState, dict[str, Any]]:
+  """A fresh TrainState plus the frozen networks' variables.
+
+  Args:
+    config: the run config.
+    nets: from `create_networks`.
+    example: a batch (numpy) fixing the shapes (values are not read).
+    steps_per_epoch: for the learning-rate schedule.
+    pretrained: {'ds2', 'syncnet', 'eye'} -> variables or None (random init).
+    mesh: the training mesh; None = the host's default device.
+    perceptual_vars: the perceptual network's variables; None loads them.
+    tx: the optimizer (train_state.create_optimizer); None makes one.
+
+  Returns:
+    (state, frozen): on `mesh`, the state sharded by
+    `parallel.state_shardings` (initialised in place, so an FSDP-sharded
+    generator never has to fit one device) and frozen replicated.
+  """
+  init = _init_fn(config, nets, example, steps_per_epoch, tx)
   # One compiled init instead of hundreds of eagerly dispatched ops. It runs
   # once, so it is compiled unoptimised: 4-8x faster to compile on CPU.
   if mesh is None:
@@ -496,7 +526,8 @@ def create_train_state(config, nets: Networks, example: dict[str, Any],
       sync = parallel.put_global(
           sync, parallel.state_shardings(state, mesh).d_params['sync'])
     state = state.replace(d_params={**state.d_params, 'sync': sync})
-  _, perceptual_vars = vgg.load_perceptual_network(_perceptual_cfg(config))
+  if perceptual_vars is None:
+    perceptual_vars = load_perceptual_vars(config)
   frozen = {
       'ds2': pretrained.get('ds2') or helpers['ds2'],
       'eye': pretrained.get('eye') or helpers['eye'],
@@ -519,6 +550,11 @@ def _check_pretrained(name: str, reference, loaded) -> None:
         f'the pretrained {name} checkpoint does not fit config.model.'
         f'{ {"syncnet": "syncnet"}.get(name, name)}: its parameter shapes '
         f'differ; pretrain it with the same model settings as this config')
+
+
+def load_perceptual_vars(config) -> dict[str, Any]:
+  """The frozen perceptual network's pretrained variables."""
+  return vgg.load_perceptual_network(_perceptual_cfg(config))[1]
 
 
 def _perceptual_cfg(config):
@@ -654,6 +690,48 @@ def _phase_end_steps(config: ml_collections.ConfigDict) -> tuple[int, ...]:
   return tuple(int(s) for s in cur.phase_start_steps if 0 < s)
 
 
+class _BackgroundCompile:
+  """Compiles the train step from abstract inputs on a daemon thread, so
+  that it overlaps the helpers' pretraining and the state's init (about a
+  minute each on 2 CPU cores); XLA compiles on one core."""
+
+  def __init__(self, step_fn, abstract, example, batch_sharding,
+               global_batch: int, weights: np.ndarray):
+    state, frozen = abstract
+    batch = {k: jax.ShapeDtypeStruct((global_batch,) + np.shape(v)[1:],
+                                     np.asarray(v).dtype,
+                                     sharding=batch_sharding)
+             for k, v in example.items()}
+    w = jax.ShapeDtypeStruct(np.shape(weights), np.asarray(weights).dtype)
+    self._abstract = (state, frozen)
+    self._compiled = self._error = None
+    self._thread = threading.Thread(
+        target=self._run, args=(step_fn, (state, batch, w, frozen)),
+        name='compile-train-step', daemon=True)
+    self._thread.start()
+
+  def _run(self, step_fn, args):
+    try:
+      self._compiled = step_fn.lower(*args).compile()
+    except Exception as e:  # pylint: disable=broad-exception-caught
+      self._error = e
+
+  def result(self, step_fn, actual):
+    """The compiled step, or `step_fn` (compiles on first call) when the
+    actual (state, frozen) differ from the abstract ones in shape or dtype
+    (e.g. a pretrained checkpoint saved in another dtype)."""
+    self._thread.join()
+    if self._error is not None:
+      raise self._error
+    sig = lambda tree: jax.tree.map(lambda x: (x.shape, x.dtype), tree)
+    if sig(actual) != sig(self._abstract):
+      logging.warning('The state or frozen networks differ from their '
+                      'abstract shapes; compiling the train step again.')
+      return step_fn
+    return self._compiled
+
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains (resuming from `workdir` if it has a checkpoint).
 
@@ -695,9 +773,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   batch_sharding = parallel.batch_sharding(mesh)
   example = {'frames': example['frames'], 'reference': example['reference'],
              'mfcc': example[d.audio_features]}
+  traces_before = TRAIN_STEP_TRACES
+  perceptual_vars = load_perceptual_vars(config)
+  tx = train_state_lib.create_optimizer(config.optimizer, steps_per_epoch)
+  abstract = abstract_train_state(config, nets, example, steps_per_epoch, mesh,
+                                  perceptual_vars, tx)
+  step_fn = jit_train_step(nets, config, mesh,
+                           jax.tree.map(lambda x: x.sharding, abstract[0]))
+  compiled_step = _BackgroundCompile(
+      step_fn, abstract, example, batch_sharding, sizes.global_batch,
+      curriculum.phase_weights(config.curriculum, config.curriculum.start_phase))
   state, frozen = create_train_state(
       config, nets, example, steps_per_epoch, load_pretrained(config, workdir),
-      mesh=mesh)
+      mesh=mesh, perceptual_vars=perceptual_vars, tx=tx)
   state_sharding = parallel.state_shardings(state, mesh)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                     max_to_keep=config.max_to_keep,
@@ -713,7 +801,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     logging.info('Resuming at step %d, phase %d.', latest, controller.phase)
   elif config.init_from:
     state = _init_from(state, config.init_from, state_sharding)
-  step_fn = jit_train_step(nets, config, mesh, state_sharding)
+  step_fn = compiled_step.result(step_fn, (state, frozen))
   writer = metrics_writer.MetricsWriter(os.path.join(workdir, 'tensorboard'))
   schedule = train_state_lib.create_learning_rate_schedule(
       config.optimizer, steps_per_epoch)
@@ -728,7 +816,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                steps_per_epoch, controller.phase, sizes.global_batch,
                sizes.per_device, jax.device_count(), sizes.grad_accum_steps,
                dict(mesh.shape), jax.process_count())
-  traces_before = TRAIN_STEP_TRACES
   t_last, step_last = time.time(), start
   try:
     for step in range(start, num_steps):
