@@ -85,6 +85,16 @@ def test_report_json_and_markdown_layout(tmp_path):
   assert "OneShotA2V (paper, GRID) | 0.881 | 28.571 | 0.262 |" in md
   assert "FID is not reported" in md
   assert not list(tmp_path.glob(".tmp_*"))
+  # Paired by utterance; the inf PSNR of s2/c leaves 2 pairs of +5 dB.
+  paired = loaded["paired"]
+  assert paired["static"]["psnr"]["mean"] == 5.0
+  assert paired["static"]["psnr"]["n"] == 2
+  assert paired["static"]["psnr"]["ci_low"] == pytest.approx(5.0)
+  assert paired["static"]["ssim"]["mean"] == pytest.approx(0.11)
+  assert paired["shuffled audio"]["ssim"]["mean"] == pytest.approx(0.07 / 3)
+  assert "wer" not in paired["static"]
+  assert "## Model minus baseline, paired by utterance" in md
+  assert "| model − static | 0.110 ± " in md
 
 
 def test_report_rejects_bad_rows():

@@ -159,7 +159,33 @@ def build_report(systems: Sequence[SystemResult], *, title: str,
                  "values": {m: [_json_value(v) for v in vals]
                             for m, vals in system.values.items()}})
   return {"title": title, "info": dict(info or {}), "confidence": confidence,
-          "systems": rows, "notes": [FID_NOTE]}
+          "systems": rows, "paired": paired_differences(rows, confidence),
+          "notes": [FID_NOTE]}
+
+
+def paired_differences(rows: Sequence[Mapping], confidence: float = 0.95
+                       ) -> dict[str, dict[str, dict]]:
+  """Model minus each of the static and shuffled-audio baselines, paired by
+  utterance: {baseline: {metric: MeanCI dict}} over the utterances where
+  both values are finite. Pairing removes the spread between utterances,
+  which dominates the per-row intervals."""
+  by_name = {r["name"]: r for r in rows}
+  model = by_name.get(MODEL)
+  out = {}
+  for name in (STATIC, SHUFFLED_AUDIO):
+    base = by_name.get(name)
+    if model is None or base is None:
+      continue
+    diffs = {}
+    for metric, values in model["values"].items():
+      if metric not in base["values"]:
+        continue
+      theirs = dict(zip(base["utterances"], base["values"][metric]))
+      d = [v - theirs[u] for u, v in zip(model["utterances"], values)
+           if v is not None and theirs.get(u) is not None]
+      diffs[metric] = stats.mean_confidence_interval(d, confidence).to_dict()
+    out[name] = diffs
+  return out
 
 
 def _json_value(x) -> float | None:
@@ -219,6 +245,15 @@ def render_markdown(report: Mapping) -> str:
     paper = [(name, _paper_summary(v)) for name, v in PAPER_ROWS.items()
              if any(m in v for m in present)]
     lines += _table(rows + paper, present) + [""]
+  paired = report.get("paired") or {}
+  metrics = [m for m in METRICS
+             if any(m in d for d in paired.values())]
+  if metrics:
+    lines += ["## Model minus baseline, paired by utterance", "",
+              f"Mean difference ± half its {conf}% interval; an interval "
+              "that excludes 0 is a difference the utterances bear out.", ""]
+    lines += _table([(f"model − {b}", d) for b, d in paired.items()],
+                    metrics) + [""]
   lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]]
   if PAPER_ROWS:
     lines.append("- The paper's rows are its published numbers, measured with "
