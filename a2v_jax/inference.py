@@ -13,13 +13,14 @@ Steps (paper §3.1 and §5):
      chunks so memory stays flat for audio of any length.
 
 Audio features, chunked. The encoder (DeepSpeech2-style: convs + BiGRU) was
-trained on windows of W = `encoder_window_frames` consecutive frames, with
-cepstral mean/variance normalisation over each window. To give every frame
-the context it had in training, frame t's feature vector is the encoder's
-output at the centre of the W-frame window [t - W//2, t - W//2 + W), audio
-zero-padded past both ends: overlapping windows with a margin of W//2 frames
-each side, of which the centre is kept. A chunk of C frames needs the MFCC
-windows of C + W - 1 frames; the encoder then runs on C windows at once and
+trained on windows of W = `encoder_window_frames` consecutive frames (with
+normalize_input='window', also normalised over each window; the default
+uses fixed statistics). To give every frame the context it had in training,
+frame t's feature vector is the encoder's output at the centre of the
+W-frame window [t - W//2, t - W//2 + W), audio zero-padded past both ends:
+overlapping windows with a margin of W//2 frames each side, of which the
+centre is kept. A chunk of C frames needs the MFCC windows of C + W - 1
+frames; the encoder then runs on C windows at once and
 the generator on the same C frames, both with fixed shapes (compiled once).
 Silence gives identical windows everywhere, hence identical frames: a still
 face.

@@ -8,9 +8,9 @@ SyncNet, eye landmarks) are pretrained into <workdir>/pretrained/ or reused,
 then the curriculum runs phase 1 -> 2 -> 3, advancing at fixed steps.
 64x64 crops, narrow networks (2-scale frame discriminator, 1-scale temporal
 one), the perceptual loss on the middle frame of each window through VGG16's
-first two blocks, and 400 steps of batch 4 keep it CPU-sized: 17 min 46 s
-from a fresh workdir on 2 idle CPU cores (corpus 1 min, helpers 7 min, GAN
-set-up and compile 2 min, 400 GAN steps 8 min at 1.2 s); see the README.
+first two blocks, and 400 steps of batch 4 keep it CPU-sized: 16 min 55 s
+from a fresh workdir on 2 idle CPU cores (corpus 1 min, helpers 6.6 min, GAN
+set-up 1 min, 400 GAN steps 8.4 min at 1.2 s); see the README.
 `:runlocal` gives a seconds-long smoke run on in-memory noise clips.
 """
 

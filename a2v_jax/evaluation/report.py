@@ -12,7 +12,8 @@ Tables (report.md):
 - Table 1 (as the paper's): SSIM, PSNR, CPBD;
 - Table 2 (as the paper's): WER, ACD-C, ACD-E;
 - Table 3: LSE-C, LSE-D, blink rate, blink duration, mouth correlation, LPIPS;
-- Ablation (as the paper's Table 4): phases 1/2/3 in one table.
+- Ablation (as the paper's Table 4): phases 1/2/3 in one table;
+- the model minus the static and shuffled-audio rows, paired by utterance.
 FID is left out, and the report says why.
 """
 from __future__ import annotations
