@@ -22,6 +22,43 @@ def _generate_frames(nets, g_vars, ds2_vars, reference, windows):
   return train.generate_frames(nets, g_vars, ds2_vars, reference, windows)[0]
 
 
+def _generate_clip(nets, g_vars, ds2_vars, reference, windows):
+  """reference [1, H, W, 3], windows [T, W, S, F] (clip_windows) -> frames
+  [T, H, W, 3]: each frame's features from the centre of its own window."""
+  from a2v_jax import train  # pylint: disable=g-import-not-at-top
+  feats, _ = nets.ds2.apply(ds2_vars, windows, train=False)
+  t = windows.shape[0]
+  ref = jnp.broadcast_to(reference, (t,) + reference.shape[1:])
+  return train.apply_net(nets.generator, g_vars, ref,
+                         feats[:, windows.shape[1] // 2])[0]
+
+
+def clip_windows(clip: dict, window_frames: int,
+                 audio_features: str) -> np.ndarray:
+  """The encoder's inputs for every frame of a clip, as inference feeds it
+  (a2v_jax.inference): frame t at the centre of the window_frames-frame
+  window around it, audio zero-padded past both ends.
+
+  Args:
+    clip: from data_sources.load_clip ('audio', 'fps', 'frames').
+    window_frames: W, the frames per window in training.
+
+  Returns:
+    float32 [T, W, 20, F].
+  """
+  from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
+  from a2v_jax.audio import features  # pylint: disable=g-import-not-at-top
+  t = len(clip['frames'])
+  fn = (features.mfcc_windows if audio_features == 'mfcc'
+        else features.log_mel_windows)
+  windows = fn(np.asarray(clip['audio'], np.float32), data_sources.SAMPLE_RATE,
+               clip['fps'], num_frames=t + window_frames - 1,
+               start_frame=-(window_frames // 2))
+  view = np.lib.stride_tricks.sliding_window_view(
+      windows, window_frames, axis=0)  # [T, S, F, W]
+  return np.ascontiguousarray(np.moveaxis(view, -1, 1), np.float32)
+
+
 class SampleWriter:
   """Writes image grids (reference / real / generated), clips with audio,
   and runs config.evals on generated clips."""
@@ -31,11 +68,23 @@ class SampleWriter:
     self.workdir = workdir
     self._clip = None
     self._generate = jax.jit(functools.partial(_generate_frames, nets))
+    self._generate_clip = jax.jit(functools.partial(_generate_clip, nets))
 
   def _frames(self, state, frozen, reference, windows):
     return np.asarray(self._generate(
         jax.device_get(state.ema_g_params), jax.device_get(frozen['ds2']),
         jnp.asarray(reference), jnp.asarray(windows)))
+
+  def _clip_frames(self, state, frozen, clip) -> np.ndarray:
+    """[T, H, W, 3] of a whole clip (load_clip), its audio windowed as in
+    training and inference."""
+    if 'encoder_windows' not in clip:
+      clip['encoder_windows'] = clip_windows(
+          clip, self.config.dataset.num_frames,
+          self.config.dataset.audio_features)
+    return np.asarray(self._generate_clip(
+        jax.device_get(state.ema_g_params), jax.device_get(frozen['ds2']),
+        jnp.asarray(clip['frames'][:1]), jnp.asarray(clip['encoder_windows'])))
 
   def _eval_clips(self):
     from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
@@ -86,8 +135,7 @@ class SampleWriter:
           self.config.evals, self._evaluator_options())
     clips = []
     for c in self._eval_clips():
-      fake = self._frames(state, frozen, c['frames'][:1],
-                          c['features'][None])[0]
+      fake = self._clip_frames(state, frozen, c)
       clips.append(evaluators.Clip(
           utterance=c['utterance'], generated=metrics_writer.to_uint8(fake),
           fps=c['fps'], real=metrics_writer.to_uint8(c['frames']),
@@ -120,8 +168,7 @@ class SampleWriter:
             source, 0, self.config.sample_clip_frames,
             self.config.dataset.audio_features)
       clip = self._clip
-      frames = self._frames(state, frozen, clip['frames'][:1],
-                            clip['features'][None])[0]
+      frames = self._clip_frames(state, frozen, clip)
       self.writer.write_clip(step, 'samples/clip',
                              metrics_writer.to_uint8(frames), clip['fps'],
                              clip['audio'])

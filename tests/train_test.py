@@ -332,3 +332,20 @@ def test_reused_helper_must_match_the_network_config():
   pretrain.check_saved_network('ds2', config, legacy, 'run/pretrained/ds2/ck')
   with pytest.raises(ValueError, match='normalize_input'):
     pretrain.check_saved_network('ds2', config, saved, 'run/pretrained/ds2/ck')
+
+
+def test_sample_clips_window_the_audio_as_inference_does():
+  """The TensorBoard clips feed the encoder frame t's W-frame window, W//2
+  frames each side (zero audio past the ends), as a2v_jax.inference does."""
+  from a2v_jax import sample_writer  # pylint: disable=g-import-not-at-top
+  from a2v_jax.audio import features  # pylint: disable=g-import-not-at-top
+  audio = np.random.default_rng(0).normal(size=7 * 640).astype(np.float32)
+  clip = {'audio': audio, 'fps': 25.0, 'frames': np.zeros((7, 8, 8, 3))}
+  windows = sample_writer.clip_windows(clip, 5, 'mfcc')
+  assert windows.shape == (7, 5, 20, 13)
+  for t in (0, 3, 6):
+    want = features.mfcc_windows(audio, 16000, 25.0, num_frames=5,
+                                 start_frame=t - 2)
+    np.testing.assert_allclose(windows[t], want, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(windows[3, 2], features.mfcc_windows(
+      audio, 16000, 25.0)[3], rtol=1e-5, atol=1e-4)
