@@ -399,7 +399,8 @@ def check_saved_network(name: str, config: ml_collections.ConfigDict,
         + ', '.join(f'{k}={have.get(k)!r}' for k in diff)
         + ' but this config has '
         + ', '.join(f'{k}={want.get(k)!r}' for k in diff)
-        + f'; delete {os.path.dirname(path)} to pretrain it again, or set '
+        + f'; set config.model.{name} to match, delete '
+        f'{os.path.dirname(path)} to pretrain it again, or set '
         f'config.pretrained.{name}_ckpt to a matching checkpoint')
 
 

@@ -325,8 +325,9 @@ def test_reused_helper_must_match_the_network_config():
   pretrain.check_saved_network('ds2', config, saved, 'run/pretrained/ds2/ck')
   legacy = {'config': {'model': {'ds2': ds2}}}
   with pytest.raises(ValueError, match=r"normalize_input='window' but this "
-                     r"config has normalize_input='global'; delete "
-                     r"run/pretrained/ds2 to pretrain it again"):
+                     r"config has normalize_input='global'; set "
+                     r"config.model.ds2 to match, delete run/pretrained/ds2 "
+                     r"to pretrain it again"):
     pretrain.check_saved_network('ds2', config, legacy, 'run/pretrained/ds2/ck')
   config.model.ds2['normalize_input'] = 'window'
   pretrain.check_saved_network('ds2', config, legacy, 'run/pretrained/ds2/ck')
