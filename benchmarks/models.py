@@ -188,6 +188,9 @@ def benchmark(name: str, size: int, batch: int) -> dict:
 def main(argv):
   del argv
   _configure_threads(_THREADS.value)
+  # Before the backend starts: a2v_jax's XLA:CPU flags (a2v_jax/xla_cpu.py)
+  # apply only then, and the header below starts it.
+  import a2v_jax  # pylint: disable=import-outside-toplevel,unused-import
   import jax  # pylint: disable=import-outside-toplevel
 
   rows = []
