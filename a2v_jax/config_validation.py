@@ -187,8 +187,9 @@ def validate_config(config: Any) -> None:
   _check_models(config)
   ds2_norm = config.model.ds2.get('normalize_input', 'global')
   if ds2_norm not in (True, False):
+    from a2v_jax.models import deepspeech2  # pylint: disable=g-import-not-at-top
     _check_choice('model.ds2.normalize_input', ds2_norm,
-                  ('global', 'window', 'none'))
+                  deepspeech2.INPUT_NORMALIZATIONS)
   if d.audio_features != 'mfcc' and ds2_norm == 'global':
     raise ConfigError(
         f"config.model.ds2.normalize_input='global' holds MFCC statistics but "

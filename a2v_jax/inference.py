@@ -273,9 +273,7 @@ class TalkingHead:
     else:
       windows = features_lib.log_mel_windows(audio, n_mels=prep["n_mels"],
                                              **kwargs)
-    view = np.lib.stride_tricks.sliding_window_view(
-        windows, self.window_frames, axis=0)  # [count, S, F, W]
-    return np.ascontiguousarray(np.moveaxis(view, -1, 1))
+    return features_lib.centred_windows(windows, self.window_frames)
 
   def audio_features(self, audio: np.ndarray, start: int = 0,
                      count: int | None = None) -> np.ndarray:

@@ -413,10 +413,9 @@ def pretrain_helper(name: str, config: ml_collections.ConfigDict,
   if os.path.isdir(path):
     ckpt = checkpointing.Checkpointer(path)
     steps = ckpt.latest_step()
-    saved = ckpt.restore_metadata(steps) if steps is not None else {}
     ckpt.close()
+    # train.load_pretrained checks its network config (check_saved_network).
     if steps is not None and steps >= config.pretrain[f'{name}_steps']:
-      check_saved_network(name, config, saved, path)
       logging.info('Reusing pretrained %s from %s.', name, path)
       return path
   logging.info('Pretraining the %s helper network into %s.', name, workdir)

@@ -54,9 +54,7 @@ def clip_windows(clip: dict, window_frames: int,
   windows = fn(np.asarray(clip['audio'], np.float32), data_sources.SAMPLE_RATE,
                clip['fps'], num_frames=t + window_frames - 1,
                start_frame=-(window_frames // 2))
-  view = np.lib.stride_tricks.sliding_window_view(
-      windows, window_frames, axis=0)  # [T, S, F, W]
-  return np.ascontiguousarray(np.moveaxis(view, -1, 1), np.float32)
+  return features.centred_windows(windows, window_frames).astype(np.float32)
 
 
 class SampleWriter:

@@ -705,6 +705,7 @@ class _BackgroundCompile:
              for k, v in example.items()}
     w = jax.ShapeDtypeStruct(np.shape(weights), np.asarray(weights).dtype)
     self._abstract = (state, frozen)
+    self._step_fn = step_fn
     self._compiled = self._error = None
     self._thread = threading.Thread(
         target=self._run, args=(step_fn, (state, batch, w, frozen)),
@@ -717,8 +718,8 @@ class _BackgroundCompile:
     except Exception as e:  # pylint: disable=broad-exception-caught
       self._error = e
 
-  def result(self, step_fn, actual):
-    """The compiled step, or `step_fn` (compiles on first call) when the
+  def result(self, actual):
+    """The compiled step, or the jitted one (compiles on first call) when the
     actual (state, frozen) differ from the abstract ones in shape or dtype
     (e.g. a pretrained checkpoint saved in another dtype)."""
     self._thread.join()
@@ -728,7 +729,7 @@ class _BackgroundCompile:
     if sig(actual) != sig(self._abstract):
       logging.warning('The state or frozen networks differ from their '
                       'abstract shapes; compiling the train step again.')
-      return step_fn
+      return self._step_fn
     return self._compiled
 
 
@@ -801,7 +802,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     logging.info('Resuming at step %d, phase %d.', latest, controller.phase)
   elif config.init_from:
     state = _init_from(state, config.init_from, state_sharding)
-  step_fn = compiled_step.result(step_fn, (state, frozen))
+  step_fn = compiled_step.result((state, frozen))
   writer = metrics_writer.MetricsWriter(os.path.join(workdir, 'tensorboard'))
   schedule = train_state_lib.create_learning_rate_schedule(
       config.optimizer, steps_per_epoch)

@@ -289,3 +289,20 @@ def mfcc_windows(audio: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, fps:
   db = log_mel_windows(audio, sample_rate, fps, num_frames, n_mels, window_s, start_frame=start_frame,
                        top_db=top_db)
   return db @ dct_matrix(n_mfcc, n_mels).T
+
+
+def centred_windows(windows: np.ndarray, window_frames: int) -> np.ndarray:
+  """Stacks per-frame windows into the encoder's W-frame inputs.
+
+  Args:
+    windows: [count + W - 1, S, F], per-frame windows from `mfcc_windows`
+      or `log_mel_windows` with start_frame=start - W // 2 and
+      num_frames=count + W - 1.
+    window_frames: W.
+
+  Returns:
+    [count, W, S, F]: frame start + i at the centre of row i.
+  """
+  view = np.lib.stride_tricks.sliding_window_view(
+      windows, window_frames, axis=0)  # [count, S, F, W]
+  return np.ascontiguousarray(np.moveaxis(view, -1, 1))
