@@ -84,13 +84,14 @@ def test_discriminator_lowerings_share_parameters_and_outputs(net):
     variables = model.init(jax.random.PRNGKey(0), *args)
     trees[lowering] = variables
     outs[lowering] = model.apply(variables, *args)
-  same = jax.tree.map(np.array_equal, trees["xla"], trees["stride1_2d"])
-  assert all(jax.tree.leaves(same))
-  flat = [jax.tree.leaves(outs[k]) for k in layers.CONV_LOWERINGS]
-  assert len(flat[0]) == len(flat[1]) >= 8
-  for a, b in zip(*flat):
-    assert a.shape == b.shape
-    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+  for lowering in layers.CONV_LOWERINGS[1:]:
+    same = jax.tree.map(np.array_equal, trees["xla"], trees[lowering])
+    assert all(jax.tree.leaves(same))
+    want, have = jax.tree.leaves(outs["xla"]), jax.tree.leaves(outs[lowering])
+    assert len(want) == len(have) >= 8
+    for a, b in zip(want, have):
+      assert a.shape == b.shape
+      np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
 
 
 def test_bad_lowering_raises():
@@ -142,3 +143,62 @@ def test_importing_a2v_jax_takes_convolutions_off_ynnpack():
 
   assert probe() == "False"
   assert probe(**{xla_cpu.OPT_OUT: "1"}) == "True"
+
+
+# (batch, h, w, cin, cout, k, padding): every form of conv2d_tuned. 2x2 and
+# 4x4 take the im2col forward and input gradient, 6x6 to 8x8 the im2col
+# kernel gradient, and kernels larger than the activations the
+# reversed-cotangent input gradient, with 'same' and asymmetric padding.
+_TUNED_CASES = [
+    (2, 2, 2, 5, 7, 3, ((1, 1), (1, 1))),
+    (2, 4, 4, 5, 7, 3, ((1, 1), (1, 1))),
+    (2, 8, 6, 4, 3, 3, ((1, 1), (1, 1))),
+    (1, 6, 6, 64, 64, 3, ((1, 1), (1, 1))),
+    (1, 5, 7, 64, 64, 3, ((2, 0), (0, 2))),
+    (2, 9, 8, 64, 80, 3, ((2, 1), (1, 0))),
+    (1, 12, 10, 3, 16, 3, ((2, 0), (0, 2))),
+    (1, 9, 9, 2, 40, 1, ((0, 0), (0, 0))),
+]
+
+
+@pytest.mark.parametrize("b,h,w,cin,cout,k,padding", _TUNED_CASES)
+def test_tuned_conv_equals_autodiff_of_the_plain_conv(b, h, w, cin, cout, k,
+                                                      padding):
+  rng = np.random.default_rng(h * w + cin)
+  x = jnp.asarray(rng.standard_normal((b, h, w, cin)), jnp.float32)
+  kernel = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
+  plain = lambda x, k: _lax_conv(x, k, (1, 1), padding)  # noqa: E731
+  want_y = plain(x, kernel)
+  r = jnp.asarray(rng.standard_normal(want_y.shape), jnp.float32)
+  np.testing.assert_allclose(layers.conv2d_tuned(x, kernel, padding), want_y,
+                             rtol=1e-5, atol=1e-4)
+  grad = lambda f: jax.grad(  # noqa: E731
+      lambda x, k: jnp.sum(f(x, k) * r), argnums=(0, 1))(x, kernel)
+  want = grad(plain)
+  have = grad(lambda x, k: layers.conv2d_tuned(x, k, padding))
+  for w_, h_ in zip(want, have):
+    assert w_.shape == h_.shape
+    np.testing.assert_allclose(h_, w_, rtol=1e-5, atol=1e-4)
+
+
+def test_tuned_instance_norm_and_bias_match_the_plain_ones():
+  rng = np.random.default_rng(7)
+  x = jnp.asarray(rng.standard_normal((3, 5, 6, 4)) * 3 + 2, jnp.float32)
+  r = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+  np.testing.assert_allclose(layers.instance_norm_tuned(x),
+                             layers.instance_norm(x), atol=1e-5)
+  grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * r))(x)  # noqa: E731
+  np.testing.assert_allclose(grad(layers.instance_norm_tuned),
+                             grad(layers.instance_norm), atol=1e-5)
+  bias = jnp.asarray(rng.standard_normal(4), jnp.float32)
+  have = jax.grad(lambda y, b: jnp.sum(layers.add_bias(y, b) ** 2),
+                  argnums=(0, 1))(x, bias)
+  want = jax.grad(lambda y, b: jnp.sum((y + b) ** 2), argnums=(0, 1))(x, bias)
+  for h_, w_ in zip(have, want):
+    np.testing.assert_allclose(h_, w_, rtol=1e-5, atol=1e-4)
+
+
+def test_auto_lowering_is_tuned_on_cpu_only():
+  assert layers.resolve_lowering("auto") == (
+      "tuned" if jax.default_backend() == "cpu" else "xla")
+  assert layers.resolve_lowering("xla") == "xla"

@@ -177,7 +177,9 @@ def test_gradients_finite_and_spectral_state_updates():
 def test_batch_of_one_equals_item_in_batch_of_four(tiny_batch4):
   model, variables, reference, audio, full = tiny_batch4
   single = jax.jit(model.apply)(variables, reference[2:3], audio[2:3])
-  np.testing.assert_allclose(single[0], full[2], atol=1e-5)
+  # Float rounding only: the 'tuned' CPU lowering's im2col matmuls block
+  # their sums by batch size (measured differences up to 1.6e-5).
+  np.testing.assert_allclose(single[0], full[2], atol=5e-5)
 
 
 def test_sharded_jit_matches_unsharded(tiny_batch4):
@@ -198,7 +200,8 @@ def test_sharded_jit_matches_unsharded(tiny_batch4):
                       jax.device_put(reference8, batch),
                       jax.device_put(audio8, batch))
   assert out.sharding.is_equivalent_to(batch, out.ndim)
-  np.testing.assert_allclose(np.asarray(out), np.asarray(expected8), atol=1e-5)
+  # One item per device: rounding as in the batch-of-one test.
+  np.testing.assert_allclose(np.asarray(out), np.asarray(expected8), atol=5e-5)
 
 
 def test_spectral_norm_converges_to_largest_singular_value():
@@ -260,37 +263,54 @@ def test_matmul_kernel_grad_equals_autodiff():
       np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
 
 
-def test_generator_matmul_kernel_grad_gives_the_same_gradients():
-  """matmul_kernel_grad reaches every 3x3 conv of the generator and changes
-  nothing but float rounding (checked on one residual block)."""
+# Each alternative to plain XLA convs, as generator / SPADE keyword args.
+_CONV_FORMS = {
+    "xla": dict(conv_lowering="xla"),
+    "matmul_kernel_grad": dict(conv_lowering="xla", matmul_kernel_grad=True),
+    "tuned": dict(conv_lowering="tuned"),
+}
+
+
+@pytest.mark.parametrize("form", ["matmul_kernel_grad", "tuned"])
+def test_generator_conv_forms_give_the_same_gradients(form):
+  """matmul_kernel_grad and the 'tuned' lowering reach every conv of the
+  generator and change nothing but float rounding (checked on one residual
+  block, 8x8 and 2x2 inputs: the tuned lowering's im2col forms)."""
   reference, audio = make_inputs(2, 32)
-  n_convs = {}
-  for mkg in (False, True):
-    model = tiny_generator(matmul_kernel_grad=mkg)
+  n_custom = {}
+  for name in ("xla", form):
+    model = tiny_generator(**_CONV_FORMS[name])
     variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), reference,
                                audio)
     jaxpr = str(jax.make_jaxpr(model.apply)(variables, reference, audio))
-    n_convs[mkg] = jaxpr.count("custom_vjp_call")
+    n_custom[name] = jaxpr.count("custom_vjp_call")
   # 6 blocks x (2 convs + 2-3 SPADEs x 2 convs) + fc + conv_img.
-  assert n_convs[False] == 0 and n_convs[True] >= 30, n_convs
-  x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 8, 8, 4)),
-                  jnp.float32)
+  assert n_custom["xla"] == 0 and n_custom[form] >= 30, n_custom
   image = reference[:, :16, :16]
-  grads = []
-  for mkg in (False, True):
-    block = spade.SPADEResBlock(6, spade_kwargs=dict(
-        hidden=8, matmul_kernel_grad=mkg))
-    variables = numpy_init(block, x, image, audio)
+  for size in (8, 2):
+    x = jnp.asarray(
+        np.random.default_rng(1).standard_normal((2, size, size, 4)),
+        jnp.float32)
+    grads = []
+    for name in ("xla", form):
+      block = spade.SPADEResBlock(6, spade_kwargs=dict(hidden=8,
+                                                       **_CONV_FORMS[name]))
+      variables = numpy_init(block, x, image, audio)
 
-    def loss(params, block=block, variables=variables):
-      out = block.apply({**variables, "params": params}, x, image, audio)
-      return jnp.mean(out * jnp.linspace(-1, 1, out.size).reshape(out.shape))
+      def loss(params, x, block=block, variables=variables):
+        out = block.apply({**variables, "params": params}, x, image, audio)
+        return jnp.mean(out * jnp.linspace(-1, 1, out.size).reshape(out.shape))
 
-    grads.append(jax.jit(jax.value_and_grad(loss))(variables["params"]))
-  np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-5)
-  flat = [jax.tree_util.tree_flatten_with_path(g)[0] for _, g in grads]
-  assert len(flat[0]) == len(flat[1]) >= 10
-  for (path, a), (_, b) in zip(*flat):
-    scale = float(np.max(np.abs(a))) + 1e-12
-    np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4 * scale,
-                               err_msg=jax.tree_util.keystr(path))
+      grads.append(jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(
+          variables["params"], x))
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-5)
+    flat = [jax.tree_util.tree_flatten_with_path(g)[0] for _, g in grads]
+    assert len(flat[0]) == len(flat[1]) >= 10
+    # conv_0's bias feeds an instance norm, so its exact gradient is 0 and
+    # both forms give rounding noise (~1e-8): each leaf's tolerance has a
+    # floor at 1e-2 of the largest gradient.
+    top = max(float(np.max(np.abs(a))) for _, a in flat[0])
+    for (path, a), (_, b) in zip(*flat):
+      scale = max(float(np.max(np.abs(a))), 1e-2 * top)
+      np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4 * scale,
+                                 err_msg=jax.tree_util.keystr(path))

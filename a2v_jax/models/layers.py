@@ -85,10 +85,160 @@ def _conv2d_stride1_bwd(padding, residuals, g):
 conv2d_stride1.defvjp(_conv2d_stride1_fwd, _conv2d_stride1_bwd)
 
 
+# Per-shape forms of stride-1 2-D convs on XLA:CPU ('tuned' lowering); the
+# thresholds are image pixels (H * W) and come from benchmarks/conv_forms.py.
+# At or below _IM2COL_FORWARD_PIXELS the forward and the input gradient are
+# im2col matmuls (XLA:CPU's conv of a 2x2 or 4x4 image runs at a few
+# GFLOP/s); at or below _IM2COL_KERNEL_GRAD_PIXELS the kernel gradient is one.
+_IM2COL_FORWARD_PIXELS = 16
+_IM2COL_KERNEL_GRAD_PIXELS = 64
+
+
+def _im2col(x, kh, kw, padding):
+  """[B, H, W, C] -> [B, OH, OW, kh * kw * C] stacked taps (tap-major)."""
+  xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  oh, ow = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+  return jnp.concatenate([xp[:, i:i + oh, j:j + ow] for i in range(kh)
+                          for j in range(kw)], axis=-1)
+
+
+def _im2col_conv(x, kernel, padding):
+  kh, kw, cin, cout = kernel.shape
+  cols = _im2col(x, kh, kw, padding)
+  y = jnp.dot(cols.reshape(-1, kh * kw * cin), kernel.reshape(-1, cout),
+              precision=jax.lax.Precision.HIGHEST)
+  return y.reshape(*cols.shape[:3], cout)
+
+
+def _im2col_input_grad(g, kernel, padding, in_hw):
+  """d conv / d x as g @ W^T then the k*k taps added back (col2im)."""
+  kh, kw, cin, cout = kernel.shape
+  (plh, phh), (plw, phw) = padding
+  b, oh, ow, _ = g.shape
+  cols = jax.lax.dot_general(
+      g.reshape(-1, cout), kernel.reshape(-1, cout), (((1,), (1,)), ((), ())),
+      precision=jax.lax.Precision.HIGHEST).reshape(b, oh, ow, kh, kw, cin)
+  hp, wp = in_hw[0] + plh + phh, in_hw[1] + plw + phw
+  dxp = sum(jnp.pad(cols[:, :, :, i, j], ((0, 0), (i, hp - oh - i),
+                                          (j, wp - ow - j), (0, 0)))
+            for i in range(kh) for j in range(kw))
+  return dxp[:, plh:plh + in_hw[0], plw:plw + in_hw[1]]
+
+
+def _flipped_input_grad(g, kernel, padding, in_hw):
+  """d conv / d x with the cotangent reversed instead of the kernel.
+
+  XLA's own input gradient reverses and transposes the kernel in one copy,
+  which for a 3x3x1024x1024 kernel costs more than the convolution (52 ms
+  against 15 ms for the transpose alone). Reversing g and the result instead
+  leaves only the transpose: dx = rev(conv(rev(g), W^T)), padded
+  (k - 1 - high, k - 1 - low) so that dx has x's size.
+  """
+  kh, kw = kernel.shape[:2]
+  (plh, phh), (plw, phw) = padding
+  oh, ow = g.shape[1], g.shape[2]
+  pad = ((kh - 1 - phh, in_hw[0] - oh + phh), (kw - 1 - phw,
+                                                in_hw[1] - ow + phw))
+  dx = _conv(g[:, ::-1, ::-1], jnp.swapaxes(kernel, 2, 3), (1, 1), pad)
+  return dx[:, ::-1, ::-1]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv2d_tuned(x: jax.Array, kernel: jax.Array,
+                 padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+  """Stride-1 NHWC conv whose forward and gradients take per-shape forms.
+
+  The forms were measured on XLA:CPU (benchmarks/conv_forms.py, f+b of one
+  conv at batch 4, idle 2-core machine):
+    * images of at most _IM2COL_FORWARD_PIXELS pixels: forward and input
+      gradient as im2col matmuls (2x2, 256->256: 0.8 ms against 4.2);
+    * at most _IM2COL_KERNEL_GRAD_PIXELS: kernel gradient as one im2col
+      matmul, im2col(x)^T g, instead of XLA's transposed convolution;
+    * kernels larger than the activations: input gradient with the
+      cotangent reversed instead of the kernel (`_flipped_input_grad`;
+      8x8, 1024->1024: 54 ms against 85).
+  Everything else is XLA's own. Values equal autodiff of the plain conv up
+  to float rounding (tested). x: [B,H,W,Cin], kernel [kh,kw,Cin,Cout] ->
+  [B,H',W',Cout].
+  """
+  if x.shape[1] * x.shape[2] <= _IM2COL_FORWARD_PIXELS:
+    return _im2col_conv(x, kernel, padding)
+  return _conv(x, kernel, (1, 1), padding)
+
+
+def _conv2d_tuned_fwd(x, kernel, padding):
+  return conv2d_tuned(x, kernel, padding), (x, kernel)
+
+
+def _conv2d_tuned_bwd(padding, residuals, g):
+  x, kernel = residuals
+  kh, kw, cin, cout = kernel.shape
+  pixels = x.shape[1] * x.shape[2]
+  in_hw = x.shape[1:3]
+  if pixels <= _IM2COL_FORWARD_PIXELS:
+    dx = _im2col_input_grad(g, kernel, padding, in_hw)
+  elif kernel.size > g.size + x.size:
+    dx = _flipped_input_grad(g, kernel, padding, in_hw)
+  else:
+    dx = jax.vjp(lambda x_: _conv(x_, kernel, (1, 1), padding), x)[1](g)[0]
+  if pixels <= _IM2COL_KERNEL_GRAD_PIXELS:
+    cols = _im2col(x, kh, kw, padding)
+    dkernel = jax.lax.dot_general(
+        cols.reshape(-1, kh * kw * cin), g.reshape(-1, cout),
+        (((0,), (0,)), ((), ())),
+        precision=jax.lax.Precision.HIGHEST).reshape(kernel.shape)
+  else:
+    dkernel = jax.vjp(lambda k_: _conv(x, k_, (1, 1), padding),
+                      kernel)[1](g)[0]
+  return dx, dkernel
+
+
+conv2d_tuned.defvjp(_conv2d_tuned_fwd, _conv2d_tuned_bwd)
+
+
+def _sum_leading(g: jax.Array) -> jax.Array:
+  """Sum of [..., C] over every axis but the last, as a matrix-vector dot.
+
+  XLA:CPU's reduce of a [4, 128, 128, 256] array over its leading axes
+  takes 20 ms on an idle 2-core machine; the same sum as ones @ g[N, C]
+  takes 3.5 ms.
+  """
+  g2 = g.reshape(-1, g.shape[-1])
+  return jnp.dot(jnp.ones((g2.shape[0],), g.dtype), g2,
+                 precision=jax.lax.Precision.HIGHEST)
+
+
+@jax.custom_vjp
+def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
+  """y + bias over the last axis, whose bias gradient is `_sum_leading`."""
+  return y + bias
+
+
+def _add_bias_fwd(y, bias):
+  return y + bias, None
+
+
+def _add_bias_bwd(_, g):
+  return g, _sum_leading(g)
+
+
+add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+
+
 # Conv.lowering values: 'xla' hands every conv to lax.conv_general_dilated;
 # 'stride1_2d' rewrites 3-D convs (time stride 1 or more) and strided 2-D
-# convs into stride-1 2-D convs first (see `conv_as_stride1_2d`).
-CONV_LOWERINGS = ("xla", "stride1_2d")
+# convs into stride-1 2-D convs first (see `conv_as_stride1_2d`); 'tuned'
+# runs stride-1 2-D convs through `conv2d_tuned` (per-shape forms for
+# XLA:CPU); 'auto' is 'tuned' when JAX's default backend is the CPU and
+# 'xla' elsewhere.
+CONV_LOWERINGS = ("xla", "stride1_2d", "tuned", "auto")
+
+
+def resolve_lowering(lowering: str) -> str:
+  """'auto' -> 'tuned' on the CPU backend, 'xla' on GPU/TPU; else as is."""
+  if lowering == "auto":
+    return "tuned" if jax.default_backend() == "cpu" else "xla"
+  return lowering
 
 
 def _space_to_depth_conv(x, kernel, strides, padding, conv2d):
@@ -203,9 +353,11 @@ class Conv(nn.Module):
       iteration per call.
     matmul_kernel_grad: opt-in; for stride-1 2-D convs compute the kernel
       gradient as k*k matmuls (see :func:`conv2d_stride1`), not XLA's conv.
-    lowering: 'xla' (lax.conv_general_dilated as is) or 'stride1_2d' (3-D
+    lowering: 'xla' (lax.conv_general_dilated as is), 'stride1_2d' (3-D
       and strided convs rewritten as stride-1 2-D convs, see
-      :func:`conv_as_stride1_2d`; faster on XLA:CPU). Needs explicit
+      :func:`conv_as_stride1_2d`; faster on XLA:CPU), 'tuned' (stride-1
+      2-D convs through :func:`conv2d_tuned`, others as 'xla') or 'auto'
+      ('tuned' on the CPU backend, 'xla' elsewhere). Needs explicit
       padding; 'SAME'/'VALID' strings always take the 'xla' path.
     kernel_init: None (PyTorch's default conv init) or a flax initializer.
   """
@@ -249,7 +401,11 @@ class Conv(nn.Module):
       padding = self.padding
     else:
       padding = [tuple(p) for p in self.padding]
-    if self.lowering == "stride1_2d" and not isinstance(padding, str):
+    lowering = resolve_lowering(self.lowering)
+    if (lowering == "tuned" and nd == 2 and strides == (1, 1)
+        and not isinstance(padding, str) and not self.matmul_kernel_grad):
+      y = conv2d_tuned(x, kernel, tuple(tuple(p) for p in padding))
+    elif lowering == "stride1_2d" and not isinstance(padding, str):
       y = conv_as_stride1_2d(x, kernel, strides, padding,
                              self.matmul_kernel_grad)
     elif (self.matmul_kernel_grad and nd == 2 and strides == (1, 1)
@@ -262,7 +418,7 @@ class Conv(nn.Module):
     if self.use_bias:
       bias = self.param("bias", _torch_bias_init(fan_in),
                         (self.features,), jnp.float32)
-      y = y + bias
+      y = add_bias(y, bias) if lowering == "tuned" else y + bias
     return y
 
   def _estimate_sigma(self, kernel: jax.Array, update_stats: bool) -> jax.Array:
@@ -292,6 +448,53 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
   mean_sq = jnp.mean(jnp.square(x), axis=axes, keepdims=True)
   var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
   return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+def _sum_over_pixels(x3: jax.Array) -> jax.Array:
+  """[B, N, C] -> [B, C] sums over N as a batched ones @ x dot (see
+  `_sum_leading`: XLA:CPU's reduce is several times slower)."""
+  return jax.lax.dot_general(
+      jnp.ones(x3.shape[:2], x3.dtype), x3, (((1,), (1,)), ((0,), (0,))),
+      precision=jax.lax.Precision.HIGHEST)
+
+
+@jax.custom_vjp
+def instance_norm_tuned(x: jax.Array) -> jax.Array:
+  """`instance_norm` (eps 1e-5) with its sums as dots, for XLA:CPU.
+
+  Same function up to float rounding, with a hand-written gradient
+  dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) whose sums are dots
+  too. Measured on an idle 2-core machine, forward+backward of a
+  [4, 64, 64, 256] input: 4.2 ms against 21.2 (benchmarks/conv_forms.py).
+  Reverse mode only (a custom VJP).
+  """
+  return _instance_norm_tuned_fwd(x)[0]
+
+
+def _instance_norm_tuned_fwd(x, eps=1e-5):
+  b, c = x.shape[0], x.shape[-1]
+  x3 = x.reshape(b, -1, c)
+  n = x3.shape[1]
+  mean = _sum_over_pixels(x3) / n
+  var = jnp.maximum(_sum_over_pixels(x3 * x3) / n - mean * mean, 0.0)
+  rstd = jax.lax.rsqrt(var + eps)
+  y = (x3 - mean[:, None]) * rstd[:, None]
+  return y.reshape(x.shape), (x, mean, rstd)
+
+
+def _instance_norm_tuned_bwd(residuals, g):
+  x, mean, rstd = residuals
+  b, c = x.shape[0], x.shape[-1]
+  x3, g3 = x.reshape(b, -1, c), g.reshape(b, -1, c)
+  n = x3.shape[1]
+  xhat = (x3 - mean[:, None]) * rstd[:, None]
+  g_mean = _sum_over_pixels(g3) / n
+  gx_mean = _sum_over_pixels(g3 * xhat) / n
+  dx = (g3 - g_mean[:, None] - xhat * gx_mean[:, None]) * rstd[:, None]
+  return (dx.reshape(x.shape),)
+
+
+instance_norm_tuned.defvjp(_instance_norm_tuned_fwd, _instance_norm_tuned_bwd)
 
 
 def layer_norm_no_affine(x: jax.Array, eps: float = 1e-5) -> jax.Array:

@@ -86,13 +86,18 @@ class SPADE(nn.Module):
   resize: str = "nearest"
   audio_conditioning: str = "bias"
   matmul_kernel_grad: bool = False
+  conv_lowering: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, image: jax.Array,
                audio: jax.Array | None) -> jax.Array:
     """x: [B,h,w,C]; image: [B,H,W,3]; audio: [B,D] or None -> [B,h,w,C]."""
     b, h, w, _ = x.shape
-    normalized = layers.PARAM_FREE_NORMS[self.norm](x)
+    tuned = layers.resolve_lowering(self.conv_lowering) == "tuned"
+    if self.norm == "instance" and tuned:
+      normalized = layers.instance_norm_tuned(x)
+    else:
+      normalized = layers.PARAM_FREE_NORMS[self.norm](x)
     cond = layers.RESIZERS[self.resize](image, (h, w))
     pad = self.kernel_size // 2
     ks = (self.kernel_size, self.kernel_size)
@@ -101,12 +106,13 @@ class SPADE(nn.Module):
       cond = jnp.concatenate([cond, tiled], axis=-1)
     mkg = self.matmul_kernel_grad
     actv = layers.Conv(self.hidden, ks, padding=pad, matmul_kernel_grad=mkg,
-                       name="mlp_shared")(cond)
+                       lowering=self.conv_lowering, name="mlp_shared")(cond)
     if self.audio_conditioning == "bias":
       actv = actv + nn.Dense(self.hidden, name="mlp_audio")(audio)[:, None, None, :]
     actv = nn.relu(actv)
     gamma_beta = layers.Conv(2 * self.features, ks, padding=pad,
                              matmul_kernel_grad=mkg,
+                             lowering=self.conv_lowering,
                              name="mlp_gamma_beta")(actv)
     gamma, beta = jnp.split(gamma_beta, 2, axis=-1)
     return normalized * (1.0 + gamma) + beta
@@ -139,12 +145,13 @@ class SPADEResBlock(nn.Module):
       x_s = x
     dx = SPADE(fin, name="norm_0", **self.spade_kwargs)(x, image, audio)
     mkg = self.spade_kwargs.get("matmul_kernel_grad", False)
+    lowering = self.spade_kwargs.get("conv_lowering", "auto")
     dx = layers.Conv(fmiddle, (3, 3), padding=1, spectral_norm=sn,
-                     matmul_kernel_grad=mkg,
+                     matmul_kernel_grad=mkg, lowering=lowering,
                      name="conv_0")(layers.leaky_relu(dx), update_stats)
     dx = SPADE(fmiddle, name="norm_1", **self.spade_kwargs)(dx, image, audio)
     dx = layers.Conv(fout, (3, 3), padding=1, spectral_norm=sn,
-                     matmul_kernel_grad=mkg,
+                     matmul_kernel_grad=mkg, lowering=lowering,
                      name="conv_1")(layers.leaky_relu(dx), update_stats)
     return x_s + dx
 
@@ -194,6 +201,7 @@ class SPADEGenerator(nn.Module):
   audio_embed_dim: int = 0
   output: str = "image"
   matmul_kernel_grad: bool = False
+  conv_lowering: str = "auto"
 
   def __post_init__(self):
     _check_choice("num_upsampling_layers", self.num_upsampling_layers,
@@ -202,6 +210,7 @@ class SPADEGenerator(nn.Module):
     _check_choice("cond_resize", self.cond_resize, layers.RESIZERS)
     _check_choice("init_from", self.init_from, INIT_FROM)
     _check_choice("output", self.output, OUTPUTS)
+    _check_choice("conv_lowering", self.conv_lowering, layers.CONV_LOWERINGS)
     _check_choice("audio_conditioning", self.audio_conditioning,
                   AUDIO_CONDITIONING)
     if self.init_from == "audio" and self.audio_conditioning == "none":
@@ -249,7 +258,8 @@ class SPADEGenerator(nn.Module):
 
     if self.init_from == "image":
       x = layers.RESIZERS[self.cond_resize](reference, (sh, sw))
-      x = layers.Conv(16 * nf, (3, 3), padding=1, name="fc")(x)
+      x = layers.Conv(16 * nf, (3, 3), padding=1, lowering=self.conv_lowering,
+                      name="fc")(x)
     else:
       x = nn.Dense(16 * nf * sh * sw, name="fc")(audio)
       x = x.reshape(b, sh, sw, 16 * nf)
@@ -258,7 +268,8 @@ class SPADEGenerator(nn.Module):
                         kernel_size=self.spade_kernel_size, norm=self.norm,
                         resize=self.cond_resize,
                         audio_conditioning=self.audio_conditioning,
-                        matmul_kernel_grad=self.matmul_kernel_grad)
+                        matmul_kernel_grad=self.matmul_kernel_grad,
+                        conv_lowering=self.conv_lowering)
 
     def block(features, name):
       return SPADEResBlock(features, spectral_norm=self.spectral_norm,
@@ -278,10 +289,12 @@ class SPADEGenerator(nn.Module):
       x = block(nf // 2, "up_4")(x, reference, audio, update_stats)
     if self.output == "residual":
       x = layers.Conv(3, (3, 3), padding=1, use_bias=False, name="conv_img",
+                      lowering=self.conv_lowering,
                       kernel_init=nn.initializers.zeros)(layers.leaky_relu(x))
       ref = jnp.clip(reference.astype(jnp.float32), -0.999, 0.999)
       return jnp.tanh(jnp.arctanh(ref) + x)
-    x = layers.Conv(3, (3, 3), padding=1, name="conv_img")(layers.leaky_relu(x))
+    x = layers.Conv(3, (3, 3), padding=1, lowering=self.conv_lowering,
+                    name="conv_img")(layers.leaky_relu(x))
     return jnp.tanh(x)
 
 
