@@ -1,17 +1,25 @@
 """XLA:CPU options a2v-jax sets before JAX starts its CPU backend.
 
-XLA:CPU (jaxlib 0.10) hands convolutions to YNNPACK by default. YNNPACK's
-convolution kernel gradients are the slowest ops of every train step here:
-measured on an idle 2-core AVX2 CPU, the kernel gradient of a
-[20, 64, 64, 32] -> 32 3x3 conv takes 355 ms through YNNPACK and 27 ms
-through XLA's own (Eigen) convolution, and the synthetic demo's GAN step
-goes from 4.31 s to 3.58 s. Forward convolutions are as fast either way.
-So `configure()` removes YNNPACK's convolution fusion (its dot, elementwise
-and reduce fusions stay) by appending
+XLA:CPU (jaxlib 0.10) hands convolutions and matmuls to YNNPACK by default.
+Two of YNNPACK's fusions are the slowest ops of a2v-jax's train steps, so
+`configure()` removes them (YNNPACK's elementwise, reduce and fused-dot
+fusions stay) by appending
 
-  --xla_cpu_experimental_ynn_fusion_type=-individual_convolution
+  --xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot
 
-to XLA_FLAGS. It runs when `a2v_jax` is imported, and does nothing when:
+to XLA_FLAGS:
+  * individual_convolution: YNNPACK's convolution kernel gradients. On an
+    idle 2-core AVX2 CPU the kernel gradient of a [20, 64, 64, 32] -> 32 3x3
+    conv took 355 ms through YNNPACK and 27 ms through XLA's own (Eigen)
+    convolution, and the synthetic demo's GAN step went from 4.31 s to 3.58 s.
+  * individual_dot: the generator's 'tuned' CPU lowering (a2v_jax/models/
+    layers.py) computes small-image convs, bias gradients and instance-norm
+    sums as matmuls. Through YNNPACK's dots, NVlabs' SPADE generator at
+    128 px, ngf 64, batch 4 trains at 0.83 images/s; through XLA's own, at
+    1.41 (idle 2-core AVX-512 CPU, benchmarks/models.py). The synthetic
+    demo's train step is the same either way (2.60 and 2.62 steps/s,
+    benchmarks/train_step.py).
+It runs when `a2v_jax` is imported, and does nothing when:
   * XLA_FLAGS already sets xla_cpu_experimental_ynn_fusion_type (yours wins);
   * A2V_KEEP_XLA_FLAGS is set to a non-empty value (opt out);
   * the installed jaxlib is not a version this flag was tested with (an
@@ -25,7 +33,8 @@ from collections.abc import MutableMapping
 import importlib.metadata
 import os
 
-FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+FLAG = ("--xla_cpu_experimental_ynn_fusion_type="
+        "-individual_convolution,-individual_dot")
 OPT_OUT = "A2V_KEEP_XLA_FLAGS"
 # jaxlib releases whose XLA has this flag and its '-' syntax (checked).
 TESTED_JAXLIB = ("0.10.",)

@@ -44,6 +44,11 @@ _MATMUL_KERNEL_GRAD = flags.DEFINE_bool(
     "SPADE nets: kernel gradients as k*k matmuls "
     "(SPADEGenerator.matmul_kernel_grad; faster only against YNNPACK's "
     "conv kernel gradients, see a2v_jax/xla_cpu.py).")
+_CONV_LOWERING = flags.DEFINE_string(
+    "conv_lowering", "auto",
+    "SPADE nets: SPADEGenerator.conv_lowering ('auto' = 'tuned' on the CPU, "
+    "'xla' elsewhere; compare 'xla' and 'tuned', see "
+    "benchmarks/conv_forms.py).")
 _AUDIO_DIM = 256  # DeepSpeech2 feature width fed to the generator.
 
 
@@ -71,12 +76,14 @@ def _own_nets(name: str, size: int, batch: int):
   mkg = _MATMUL_KERNEL_GRAD.value
   if name == "spade":
     return (spade.SPADEGenerator(**spade.default_config(64),
-                                 matmul_kernel_grad=mkg),
+                                 matmul_kernel_grad=mkg,
+                                 conv_lowering=_CONV_LOWERING.value),
             (uniform(batch, size, size, 3), uniform(batch, _AUDIO_DIM)))
   if name in ("spade_nvlabs", "spade_nvlabs64"):
     ngf = 64 if name == "spade_nvlabs" else 16
     return (spade.SPADEGenerator(**spade.nvlabs_reference_config(ngf),
-                                 matmul_kernel_grad=mkg),
+                                 matmul_kernel_grad=mkg,
+                                 conv_lowering=_CONV_LOWERING.value),
             (uniform(batch, size, size, 3), None))
   if name == "patchgan":
     # Conditional D input: frame and reference stacked on channels.
@@ -205,7 +212,9 @@ def main(argv):
           break
   nan = float("nan")
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, "
-        f"{_THREADS.value} threads, best of {_REPEATS.value}x{_STEPS.value} steps")
+        f"{_THREADS.value} threads, best of {_REPEATS.value}x{_STEPS.value} "
+        f"steps, SPADE conv_lowering={_CONV_LOWERING.value}, "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
   header = (f"{'net':<15}{'size':>5}{'batch':>6}{'params(M)':>10}"
             f"{'fwd GFLOP/ex':>13}{'fwd ex/s':>10}{'f+b GFLOP/ex':>13}"
             f"{'f+b ex/s':>10}{'f+b GFLOP/s':>12}{'peak MiB':>10}")

@@ -127,13 +127,16 @@ f = lambda k, x: jax.lax.conv_general_dilated(
 # Big enough for XLA to pick YNNPACK (an 8x8x4 conv stays on XLA's own).
 text = jax.jit(jax.grad(f)).lower(jnp.ones((3, 3, 32, 32)),
                                   jnp.ones((4, 32, 32, 32))).compile().as_text()
-print('ynn' in text.lower())
+g = lambda a, b: jnp.dot(a, b).sum()
+dot = jax.jit(jax.grad(g)).lower(jnp.ones((256, 512)),
+                                 jnp.ones((512, 512))).compile().as_text()
+print('ynn' in text.lower(), 'ynn' in dot.lower())
 """
 
 
 @pytest.mark.skipif(not xla_cpu.jaxlib_version().startswith(
     xla_cpu.TESTED_JAXLIB), reason="jaxlib version without the flag")
-def test_importing_a2v_jax_takes_convolutions_off_ynnpack():
+def test_importing_a2v_jax_takes_convolutions_and_dots_off_ynnpack():
   def probe(**extra):
     env = {k: v for k, v in os.environ.items()
            if k not in ("XLA_FLAGS", xla_cpu.OPT_OUT)}
@@ -141,8 +144,8 @@ def test_importing_a2v_jax_takes_convolutions_off_ynnpack():
                          capture_output=True, text=True, env={**env, **extra})
     return out.stdout.strip().splitlines()[-1]
 
-  assert probe() == "False"
-  assert probe(**{xla_cpu.OPT_OUT: "1"}) == "True"
+  assert probe() == "False False"
+  assert probe(**{xla_cpu.OPT_OUT: "1"}) == "True True"
 
 
 # (batch, h, w, cin, cout, k, padding): every form of conv2d_tuned. 2x2 and
