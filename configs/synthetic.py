@@ -39,9 +39,14 @@ def get_config(arg=None):
   # (a2v_jax/xla_cpu.py), the step takes 1.06 s instead of 4.31 s on 2 idle
   # cores. The generator's matmul_kernel_grad is slower than XLA's own
   # kernel gradient once YNNPACK is off (1.48 s), so it stays off.
+  # conv_lowering='xla' for the generator: its CPU-tuned forms (the 'auto'
+  # default) pay off for wide generators (NVlabs' 128 px ngf 64: 1.12 ->
+  # 1.26 images/s forward+backward), but this ngf-8 one trains at 2.69
+  # steps/s with XLA's convs against 2.60 tuned, and compiles 5 s sooner
+  # (benchmarks/train_step.py, idle 2-core AVX-512 CPU).
   c.model.generator = dict(ngf=8, num_upsampling_layers='normal',
                            spectral_norm=True, spade_hidden=32,
-                           output='residual')
+                           output='residual', conv_lowering='xla')
   c.model.frame_d = dict(ndf=16, n_layers=2, num_scales=2,
                          conv_lowering='stride1_2d')
   c.model.temporal_d = dict(ndf=8, n_layers=1, num_scales=1, audio_channels=8,
