@@ -12,10 +12,11 @@ norm and for the bias gradient (a sum over all pixels). Best of 3 runs.
 """
 
 import os
-import time
 
 from absl import app
 from absl import flags
+
+import timing
 
 _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads for XLA.")
 _BATCH = flags.DEFINE_integer("batch", 4, "Batch size.")
@@ -29,31 +30,13 @@ _CONV_SHAPES = [
 _NORM_SHAPES = [(16, 1024), (64, 256), (128, 128)]
 
 
-def _configure_threads(threads: int) -> None:
-  cores = sorted(os.sched_getaffinity(0))[:threads]
-  os.sched_setaffinity(0, cores)
-  os.environ["XLA_FLAGS"] = " ".join([
-      os.environ.get("XLA_FLAGS", ""),
-      f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}",
-      f"intra_op_parallelism_threads={threads}"]).strip()
-
-
-def _ms(fn, *args, steps=5, repeats=3) -> float:
-  import jax  # pylint: disable=import-outside-toplevel
-  jax.block_until_ready(fn(*args))
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(steps):
-      out = fn(*args)
-    jax.block_until_ready(out)
-    best = min(best, (time.perf_counter() - start) / steps)
-  return best * 1e3
+def _ms(fn, *args) -> float:
+  return timing.best_seconds(fn, args, steps=5, repeats=3) * 1e3
 
 
 def main(argv):
   del argv
-  _configure_threads(_THREADS.value)
+  timing.pin_threads(_THREADS.value)
   import a2v_jax  # pylint: disable=import-outside-toplevel,unused-import
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel

@@ -24,11 +24,12 @@ before JAX starts. The machine's other users make timings noisy.
 
 import importlib
 import os
-import time
 
 from absl import app
 from absl import flags
 from absl import logging
+
+import timing
 
 _NETS = flags.DEFINE_list(
     "nets", ["spade", "spade_nvlabs", "spade_nvlabs64", "patchgan", "temporal",
@@ -50,16 +51,6 @@ _CONV_LOWERING = flags.DEFINE_string(
     "'xla' elsewhere; compare 'xla' and 'tuned', see "
     "benchmarks/conv_forms.py).")
 _AUDIO_DIM = 256  # DeepSpeech2 feature width fed to the generator.
-
-
-def _configure_threads(threads: int) -> None:
-  """Pins the process to `threads` cores and sizes XLA's pool; before JAX."""
-  cores = sorted(os.sched_getaffinity(0))[:threads]
-  os.sched_setaffinity(0, cores)
-  os.environ["XLA_FLAGS"] = " ".join([
-      os.environ.get("XLA_FLAGS", ""),
-      f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}",
-      f"intra_op_parallelism_threads={threads}"]).strip()
 
 
 def _own_nets(name: str, size: int, batch: int):
@@ -117,19 +108,6 @@ def _sizes_for(name: str, sizes: list[int]) -> list[int]:
   return sizes
 
 
-def _time_best(fn, args, steps: int, repeats: int) -> float:
-  import jax  # pylint: disable=import-outside-toplevel
-  jax.block_until_ready(fn(*args))
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(steps):
-      out = fn(*args)
-    jax.block_until_ready(out)
-    best = min(best, (time.perf_counter() - start) / steps)
-  return best
-
-
 def _flops(compiled) -> float:
   analysis = compiled.cost_analysis()
   if isinstance(analysis, (list, tuple)):
@@ -179,13 +157,13 @@ def benchmark(name: str, size: int, batch: int) -> dict:
   if "fwd" in _MODES.value:
     compiled = jax.jit(forward).lower(*args).compile()
     row["fwd_gflop"] = _flops(compiled) / batch / 1e9
-    row["fwd_ex_s"] = batch / _time_best(compiled, args, _STEPS.value,
-                                         _REPEATS.value)
+    row["fwd_ex_s"] = batch / timing.best_seconds(
+        compiled, args, _STEPS.value, _REPEATS.value)
   if "fwdbwd" in _MODES.value:
     compiled = jax.jit(grad).lower(*args).compile()
     row["fb_gflop"] = _flops(compiled) / batch / 1e9
     row["peak_mib"] = _peak_bytes(compiled) / 2**20
-    seconds = _time_best(compiled, args, _STEPS.value, _REPEATS.value)
+    seconds = timing.best_seconds(compiled, args, _STEPS.value, _REPEATS.value)
     row["fb_ex_s"] = batch / seconds
     row["fb_gflop_s"] = row["fb_gflop"] * batch / seconds
   logging.info("%s", row)
@@ -194,7 +172,7 @@ def benchmark(name: str, size: int, batch: int) -> dict:
 
 def main(argv):
   del argv
-  _configure_threads(_THREADS.value)
+  timing.pin_threads(_THREADS.value)
   # Before the backend starts: a2v_jax's XLA:CPU flags (a2v_jax/xla_cpu.py)
   # apply only then, and the header below starts it.
   import a2v_jax  # pylint: disable=import-outside-toplevel,unused-import

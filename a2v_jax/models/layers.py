@@ -196,6 +196,14 @@ def _conv2d_tuned_bwd(padding, residuals, g):
 conv2d_tuned.defvjp(_conv2d_tuned_fwd, _conv2d_tuned_bwd)
 
 
+def _sum_over_pixels(x3: jax.Array) -> jax.Array:
+  """[B, N, C] -> [B, C] sums over N as a batched ones @ x dot: XLA:CPU's
+  reduce is several times slower (see `_sum_leading`)."""
+  return jax.lax.dot_general(
+      jnp.ones(x3.shape[:2], x3.dtype), x3, (((1,), (1,)), ((0,), (0,))),
+      precision=jax.lax.Precision.HIGHEST)
+
+
 def _sum_leading(g: jax.Array) -> jax.Array:
   """Sum of [..., C] over every axis but the last, as a matrix-vector dot.
 
@@ -203,9 +211,7 @@ def _sum_leading(g: jax.Array) -> jax.Array:
   takes 20 ms on an idle 2-core machine; the same sum as ones @ g[N, C]
   takes 3.5 ms.
   """
-  g2 = g.reshape(-1, g.shape[-1])
-  return jnp.dot(jnp.ones((g2.shape[0],), g.dtype), g2,
-                 precision=jax.lax.Precision.HIGHEST)
+  return _sum_over_pixels(g.reshape(1, -1, g.shape[-1]))[0]
 
 
 @jax.custom_vjp
@@ -448,14 +454,6 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
   mean_sq = jnp.mean(jnp.square(x), axis=axes, keepdims=True)
   var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
   return (x - mean) * jax.lax.rsqrt(var + eps)
-
-
-def _sum_over_pixels(x3: jax.Array) -> jax.Array:
-  """[B, N, C] -> [B, C] sums over N as a batched ones @ x dot (see
-  `_sum_leading`: XLA:CPU's reduce is several times slower)."""
-  return jax.lax.dot_general(
-      jnp.ones(x3.shape[:2], x3.dtype), x3, (((1,), (1,)), ((0,), (0,))),
-      precision=jax.lax.Precision.HIGHEST)
 
 
 @jax.custom_vjp
