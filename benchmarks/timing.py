@@ -5,17 +5,17 @@ import time
 
 
 def pin_threads(threads: int) -> None:
-  """Pins the process to `threads` cores and sizes XLA's pool; before JAX.
+  """Pins the process to `threads` cores; call it before JAX starts.
 
-  Must run before JAX starts its backend: it sets sched_setaffinity and
-  appends XLA's intra-op thread flags to XLA_FLAGS.
+  XLA:CPU sizes its thread pools from the process's CPU affinity, so
+  sched_setaffinity is all it takes. Nothing is added to XLA_FLAGS: XLA
+  stops reading XLA_FLAGS at the first token that is not a `--flag`, so a
+  stray `intra_op_parallelism_threads=N` there (not an XLA flag) silently
+  dropped every flag after it, a2v_jax's own (a2v_jax/xla_cpu.py)
+  included.
   """
   cores = sorted(os.sched_getaffinity(0))[:threads]
   os.sched_setaffinity(0, cores)
-  os.environ["XLA_FLAGS"] = " ".join([
-      os.environ.get("XLA_FLAGS", ""),
-      f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}",
-      f"intra_op_parallelism_threads={threads}"]).strip()
 
 
 def best_seconds(fn, args, steps: int, repeats: int) -> float:

@@ -151,7 +151,10 @@ def test_importing_a2v_jax_takes_convolutions_and_dots_off_ynnpack():
 # (batch, h, w, cin, cout, k, padding): every form of conv2d_tuned. 2x2 and
 # 4x4 take the im2col forward and input gradient, 6x6 to 8x8 the im2col
 # kernel gradient, and kernels larger than the activations the
-# reversed-cotangent input gradient, with 'same' and asymmetric padding.
+# reversed-cotangent input gradient, with 'same' and asymmetric padding;
+# larger images the XLA kernel gradient on pre-padded x (batch 1, or images
+# up to 64x64), per example (batch > 1, up to 64 output channels), or as is
+# (batch > 1 beyond 64x64).
 _TUNED_CASES = [
     (2, 2, 2, 5, 7, 3, ((1, 1), (1, 1))),
     (2, 4, 4, 5, 7, 3, ((1, 1), (1, 1))),
@@ -161,6 +164,8 @@ _TUNED_CASES = [
     (2, 9, 8, 64, 80, 3, ((2, 1), (1, 0))),
     (1, 12, 10, 3, 16, 3, ((2, 0), (0, 2))),
     (1, 9, 9, 2, 40, 1, ((0, 0), (0, 0))),
+    (3, 9, 10, 8, 16, 3, ((1, 1), (2, 0))),
+    (2, 66, 64, 2, 3, 3, ((1, 1), (1, 1))),
 ]
 
 
