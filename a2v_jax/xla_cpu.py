@@ -12,13 +12,14 @@ to XLA_FLAGS:
     idle 2-core AVX2 CPU the kernel gradient of a [20, 64, 64, 32] -> 32 3x3
     conv took 355 ms through YNNPACK and 27 ms through XLA's own (Eigen)
     convolution, and the synthetic demo's GAN step went from 4.31 s to 3.58 s.
-  * individual_dot: the generator's 'tuned' CPU lowering (a2v_jax/models/
-    layers.py) computes small-image convs, bias gradients and instance-norm
-    sums as matmuls. Through YNNPACK's dots, NVlabs' SPADE generator at
-    128 px, ngf 64, batch 4 trains at 0.83 images/s; through XLA's own, at
-    1.41 (idle 2-core AVX-512 CPU, benchmarks/models.py). The synthetic
-    demo's train step is the same either way (2.60 and 2.62 steps/s,
-    benchmarks/train_step.py).
+  * individual_dot: YNNPACK's plain dots. On an idle 2-core Intel Xeon
+    (AVX-512) they made no measurable difference to NVlabs' SPADE generator
+    (128 px, batch 4, forward+backward: 0.98 images/s with them, 0.94
+    without) or to the synthetic demo's train step (1.79-1.96 steps/s
+    either way, benchmarks/train_step.py); kept off so that the generator's
+    'tuned' matmul forms (a2v_jax/models/layers.py) run on XLA's own dots,
+    the setting they were measured with. YNNPACK's conv kernel path on that
+    machine: 0.44 images/s against 0.94 for the same 128 px step.
 It runs when `a2v_jax` is imported, and does nothing when:
   * XLA_FLAGS already sets xla_cpu_experimental_ynn_fusion_type (yours wins);
   * A2V_KEEP_XLA_FLAGS is set to a non-empty value (opt out);
