@@ -17,9 +17,9 @@ patchgan, temporal (L=4 windows), and when their modules exist deepspeech2
 (75 frames, no image size), syncnet (lower half: size/2 x size), eye, vgg.
 Compare spade_nvlabs* with benchmarks/spade_torch_reference.py.
 
---threads must be set here rather than in XLA_FLAGS: it pins the process to
-that many cores (sched_setaffinity) and sizes XLA's intra-op thread pool
-before JAX starts. The machine's other users make timings noisy.
+--threads pins the process to that many cores (sched_setaffinity, before
+JAX starts; see benchmarks/timing.py). The machine's other users make
+timings noisy.
 """
 
 import importlib

@@ -179,7 +179,6 @@ def _conv2d_tuned_fwd(x, kernel, padding):
 
 def _conv2d_tuned_bwd(padding, residuals, g):
   x, kernel = residuals
-  kh, kw, cin, cout = kernel.shape
   pixels = x.shape[1] * x.shape[2]
   in_hw = x.shape[1:3]
   if pixels <= _IM2COL_FORWARD_PIXELS:
@@ -188,44 +187,40 @@ def _conv2d_tuned_bwd(padding, residuals, g):
     dx = _flipped_input_grad(g, kernel, padding, in_hw)
   else:
     dx = jax.vjp(lambda x_: _conv(x_, kernel, (1, 1), padding), x)[1](g)[0]
-  if pixels <= _IM2COL_KERNEL_GRAD_PIXELS:
-    cols = _im2col(x, kh, kw, padding)
-    dkernel = jax.lax.dot_general(
-        cols.reshape(-1, kh * kw * cin), g.reshape(-1, cout),
-        (((0,), (0,)), ((), ())),
-        precision=jax.lax.Precision.HIGHEST).reshape(kernel.shape)
-  else:
-    dkernel = _kernel_grad(x, g, kernel, padding)
-  return dx, dkernel
+  return dx, _kernel_grad(x, g, kernel, padding)
 
 
 def _kernel_grad(x, g, kernel, padding):
-  """d conv / d kernel through XLA's convolution, in the fastest measured form.
+  """d conv / d kernel in the fastest measured form for its shape.
 
-  XLA:CPU's (Eigen's) kernel-gradient convolution leaves its fast path when
-  the forward conv pads: for a [1, 64, 64, 128] -> 64 3x3 conv it takes
-  12.8 ms, and 3.9 ms on x padded beforehand with a VALID conv. Padding first
-  wins at batch 1 at every size and at images of at most
-  _PREPAD_KERNEL_GRAD_PIXELS; beyond that, at batch > 1, it loses a few per
-  cent. At those small images and at most _SPLIT_KERNEL_GRAD_CHANNELS
-  output channels, a sum of per-example kernel gradients beats one batched
-  one ([4, 64, 64, 128] -> 32: 9.5 ms against 16.1).
+  Images of at most _IM2COL_KERNEL_GRAD_PIXELS: one im2col matmul,
+  im2col(x)^T g. Larger ones go through XLA's convolution, whose (Eigen's)
+  kernel-gradient conv leaves its fast path when the forward conv pads: for
+  a [1, 64, 64, 128] -> 64 3x3 conv it takes 12.8 ms, and 3.9 ms on x padded
+  beforehand with a VALID conv. Padding first wins at batch 1 at every size
+  and at images of at most _PREPAD_KERNEL_GRAD_PIXELS; beyond that, at
+  batch > 1, it loses a few per cent. At those small images and at most
+  _SPLIT_KERNEL_GRAD_CHANNELS output channels, a sum of per-example kernel
+  gradients beats one batched one ([4, 64, 64, 128] -> 32: 9.5 ms against
+  16.1).
   """
-  batch, pixels, cout = x.shape[0], x.shape[1] * x.shape[2], kernel.shape[-1]
-  valid = ((0, 0), (0, 0))
+  kh, kw, cin, cout = kernel.shape
+  batch, pixels = x.shape[0], x.shape[1] * x.shape[2]
+  if pixels <= _IM2COL_KERNEL_GRAD_PIXELS:
+    cols = _im2col(x, kh, kw, padding)
+    return jax.lax.dot_general(
+        cols.reshape(-1, kh * kw * cin), g.reshape(-1, cout),
+        (((0,), (0,)), ((), ())),
+        precision=jax.lax.Precision.HIGHEST).reshape(kernel.shape)
   if batch > 1 and pixels > _PREPAD_KERNEL_GRAD_PIXELS:
     return jax.vjp(lambda k_: _conv(x, k_, (1, 1), padding), kernel)[1](g)[0]
   xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-  parts = (batch if batch > 1 and cout <= _SPLIT_KERNEL_GRAD_CHANNELS
-           else 1)
-  step = batch // parts
-  dkernel = None
-  for i in range(parts):
-    xi, gi = xp[i * step:(i + 1) * step], g[i * step:(i + 1) * step]
-    d = jax.vjp(lambda k_, xi=xi: _conv(xi, k_, (1, 1), valid),
-                kernel)[1](gi)[0]
-    dkernel = d if dkernel is None else dkernel + d
-  return dkernel
+  valid = ((0, 0), (0, 0))
+  per_example = batch > 1 and cout <= _SPLIT_KERNEL_GRAD_CHANNELS
+  groups = ([slice(i, i + 1) for i in range(batch)] if per_example
+            else [slice(None)])
+  return sum(jax.vjp(lambda k_, xi=xp[s]: _conv(xi, k_, (1, 1), valid),
+                     kernel)[1](g[s])[0] for s in groups)
 
 
 conv2d_tuned.defvjp(_conv2d_tuned_fwd, _conv2d_tuned_bwd)
