@@ -16,6 +16,7 @@ import ml_collections
 
 from a2v_jax import curriculum
 from a2v_jax import losses
+from a2v_jax.models import layers
 
 TASKS = ('a2v', 'ds2_ctc', 'syncnet', 'eye', 'lipnet')
 DATASETS = ('grid', 'lombard_grid', 'synthetic', 'random')
@@ -146,6 +147,7 @@ def validate_config(config: Any) -> None:
     _check_choice('dataset.crop', d.crop, CROPS)
   _check_choice('dataset.audio_features', d.audio_features, AUDIO_FEATURES)
   _check_choice('loss.gan_mode', config.loss.gan_mode, losses.GAN_MODES)
+  _check_choice('compute_dtype', config.compute_dtype, layers.COMPUTE_DTYPES)
   _check_choice('pretrain.syncnet_objective',
                 config.pretrain.syncnet_objective, ('multiway', 'contrastive'))
   _check_choice('pretrained.missing', config.pretrained.missing,

@@ -76,14 +76,20 @@ class Networks:
 
 
 def create_networks(config: ml_collections.ConfigDict) -> Networks:
-  """Builds every module from `config.model` (attributes, see common.py)."""
+  """Builds every module from `config.model` (attributes, see common.py).
+
+  `config.compute_dtype` is the generator's and the discriminators' dtype
+  unless their own section sets one.
+  """
   m = config.model
   pcfg = vgg.default_config()
   pcfg.update(dict(m.perceptual))
+  dtype = {'dtype': config.get('compute_dtype', 'float32')}
   return Networks(
-      generator=spade.SPADEGenerator(**dict(m.generator)),
-      frame_d=patchgan.MultiScalePatchGAN(**dict(m.frame_d)),
-      temporal_d=temporal.MultiScaleTemporalDiscriminator(**dict(m.temporal_d)),
+      generator=spade.SPADEGenerator(**{**dtype, **dict(m.generator)}),
+      frame_d=patchgan.MultiScalePatchGAN(**{**dtype, **dict(m.frame_d)}),
+      temporal_d=temporal.MultiScaleTemporalDiscriminator(
+          **{**dtype, **dict(m.temporal_d)}),
       syncnet=syncnet.SyncNet(**dict(m.syncnet)),
       ds2=deepspeech2.DeepSpeech2(**dict(m.ds2)),
       eye=eye.EyeLandmarkNet(**dict(m.eye)),

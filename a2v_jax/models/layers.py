@@ -1,6 +1,8 @@
 """Building blocks shared by the generator and the discriminators.
 
-All image tensors are NHWC float32. The blocks here are deliberately few:
+All image tensors are NHWC, float32 or the compute dtype of a module
+(``dtype``: 'float32' or 'bfloat16', see `compute_dtype`; parameters stay
+float32). The blocks here are deliberately few:
 a 2-D/3-D convolution with optional spectral normalisation, parameter-free
 instance/layer normalisation, PyTorch-compatible nearest resizing and a 3x3
 average pool that ignores padding.
@@ -35,6 +37,22 @@ import numpy as np
 SPECTRAL_COLLECTION = "batch_stats"
 
 _DIMENSION_NUMBERS = {2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
+
+
+# Compute dtypes a module's `dtype` may name. 'bfloat16' is mixed precision:
+# parameters, spectral-norm estimates and normalisation statistics stay
+# float32, activations and conv/matmul operands are bfloat16 (accumulation
+# is the backend's, float32 on GPU and TPU).
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def compute_dtype(name) -> jnp.dtype:
+  """'float32'/'bfloat16' (or the dtype itself) -> jnp.dtype; else ValueError."""
+  key = jnp.dtype(name).name if not isinstance(name, str) else name
+  if key not in COMPUTE_DTYPES:
+    raise ValueError(f"compute dtype {name!r} is not supported; use one of "
+                     f"{list(COMPUTE_DTYPES)}.")
+  return jnp.dtype(key)
 
 
 def _conv(x: jax.Array, kernel: jax.Array, strides, padding) -> jax.Array:
@@ -396,6 +414,9 @@ class Conv(nn.Module):
       ('tuned' on the CPU backend, 'xla' elsewhere). Needs explicit
       padding; 'SAME'/'VALID' strings always take the 'xla' path.
     kernel_init: None (PyTorch's default conv init) or a flax initializer.
+    dtype: compute dtype, 'float32' or 'bfloat16' (see `compute_dtype`):
+      x and the kernel are cast to it and so is the output; the kernel
+      parameter and the spectral-norm estimate stay float32.
   """
 
   features: int
@@ -407,8 +428,10 @@ class Conv(nn.Module):
   matmul_kernel_grad: bool = False
   lowering: str = "xla"
   kernel_init: Callable[..., jax.Array] | None = None
+  dtype: str = "float32"
 
   def __post_init__(self):
+    compute_dtype(self.dtype)
     if self.lowering not in CONV_LOWERINGS:
       raise ValueError(f"Conv lowering={self.lowering!r} is not supported; "
                        f"use one of {list(CONV_LOWERINGS)}.")
@@ -416,7 +439,7 @@ class Conv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, update_stats: bool = False) -> jax.Array:
-    """x: [B, *spatial, C_in] float32 -> [B, *spatial', features] float32."""
+    """x: [B, *spatial, C_in] -> [B, *spatial', features], both in dtype."""
     nd = len(self.kernel_size)
     if nd not in _DIMENSION_NUMBERS or x.ndim != nd + 2:
       raise ValueError(
@@ -438,6 +461,8 @@ class Conv(nn.Module):
     else:
       padding = [tuple(p) for p in self.padding]
     lowering = resolve_lowering(self.lowering)
+    cdt = compute_dtype(self.dtype)
+    params_kernel, kernel, x = kernel, kernel.astype(cdt), x.astype(cdt)
     if (lowering == "tuned" and nd == 2 and strides == (1, 1)
         and not isinstance(padding, str) and not self.matmul_kernel_grad):
       y = conv2d_tuned(x, kernel, tuple(tuple(p) for p in padding))
@@ -450,10 +475,11 @@ class Conv(nn.Module):
     else:
       y = _conv(x, kernel, strides, padding)
     if self.spectral_norm:
-      y = y * (1.0 / self._estimate_sigma(kernel, update_stats))
+      inv_sigma = 1.0 / self._estimate_sigma(params_kernel, update_stats)
+      y = y * inv_sigma.astype(cdt)
     if self.use_bias:
       bias = self.param("bias", _torch_bias_init(fan_in),
-                        (self.features,), jnp.float32)
+                        (self.features,), jnp.float32).astype(cdt)
       y = add_bias(y, bias) if lowering == "tuned" else y + bias
     return y
 
@@ -477,13 +503,15 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
   """Parameter-free instance norm over all spatial axes of [B, *spatial, C].
 
   Biased variance and eps=1e-5 as ``torch.nn.InstanceNorm2d(affine=False)``.
-  Statistics are computed in one pass (E[x], E[x^2]) so XLA reads x once.
+  Statistics are computed in one pass (E[x], E[x^2]) so XLA reads x once,
+  in float32 whatever x's dtype; the result has x's dtype.
   """
   axes = tuple(range(1, x.ndim - 1))
-  mean = jnp.mean(x, axis=axes, keepdims=True)
-  mean_sq = jnp.mean(jnp.square(x), axis=axes, keepdims=True)
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=axes, keepdims=True)
+  mean_sq = jnp.mean(jnp.square(x32), axis=axes, keepdims=True)
   var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
-  return (x - mean) * jax.lax.rsqrt(var + eps)
+  return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
 
 @jax.custom_vjp
@@ -494,44 +522,50 @@ def instance_norm_tuned(x: jax.Array) -> jax.Array:
   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) whose sums are dots
   too. Measured on an idle 2-core machine, forward+backward of a
   [4, 64, 64, 256] input: 4.2 ms against 21.2 (benchmarks/conv_forms.py).
-  Reverse mode only (a custom VJP).
+  Reverse mode only (a custom VJP). Statistics and the gradient are
+  float32 whatever x's dtype; y and dx have x's dtype.
   """
   return _instance_norm_tuned_fwd(x)[0]
 
 
 def _instance_norm_tuned_fwd(x, eps=1e-5):
   b, c = x.shape[0], x.shape[-1]
-  x3 = x.reshape(b, -1, c)
+  x3 = x.reshape(b, -1, c).astype(jnp.float32)
   n = x3.shape[1]
   mean = _sum_over_pixels(x3) / n
   var = jnp.maximum(_sum_over_pixels(x3 * x3) / n - mean * mean, 0.0)
   rstd = jax.lax.rsqrt(var + eps)
   y = (x3 - mean[:, None]) * rstd[:, None]
-  return y.reshape(x.shape), (x, mean, rstd)
+  return y.reshape(x.shape).astype(x.dtype), (x, mean, rstd)
 
 
 def _instance_norm_tuned_bwd(residuals, g):
   x, mean, rstd = residuals
   b, c = x.shape[0], x.shape[-1]
-  x3, g3 = x.reshape(b, -1, c), g.reshape(b, -1, c)
+  x3 = x.reshape(b, -1, c).astype(jnp.float32)
+  g3 = g.reshape(b, -1, c).astype(jnp.float32)
   n = x3.shape[1]
   xhat = (x3 - mean[:, None]) * rstd[:, None]
   g_mean = _sum_over_pixels(g3) / n
   gx_mean = _sum_over_pixels(g3 * xhat) / n
   dx = (g3 - g_mean[:, None] - xhat * gx_mean[:, None]) * rstd[:, None]
-  return (dx.reshape(x.shape),)
+  return (dx.reshape(x.shape).astype(x.dtype),)
 
 
 instance_norm_tuned.defvjp(_instance_norm_tuned_fwd, _instance_norm_tuned_bwd)
 
 
 def layer_norm_no_affine(x: jax.Array, eps: float = 1e-5) -> jax.Array:
-  """Parameter-free norm over all non-batch axes of [B, ..., C] (GroupNorm(1))."""
+  """Parameter-free norm over all non-batch axes of [B, ..., C] (GroupNorm(1)).
+
+  Statistics in float32 whatever x's dtype; the result has x's dtype.
+  """
   axes = tuple(range(1, x.ndim))
-  mean = jnp.mean(x, axis=axes, keepdims=True)
-  var = jnp.maximum(jnp.mean(jnp.square(x), axis=axes, keepdims=True)
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=axes, keepdims=True)
+  var = jnp.maximum(jnp.mean(jnp.square(x32), axis=axes, keepdims=True)
                     - jnp.square(mean), 0.0)
-  return (x - mean) * jax.lax.rsqrt(var + eps)
+  return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
 
 PARAM_FREE_NORMS = {"instance": instance_norm, "layer": layer_norm_no_affine}

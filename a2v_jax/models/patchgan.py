@@ -20,6 +20,7 @@ import math
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from a2v_jax.models import layers
 
@@ -42,6 +43,8 @@ class NLayerDiscriminator(nn.Module):
     conv_lowering: layers.Conv lowering, 'xla' or 'stride1_2d' (strided
       convs as stride-1 convs of the space-to-depth input; faster on
       XLA:CPU, same parameters).
+    dtype: compute dtype of the convs, 'float32' or 'bfloat16'
+      (layers.compute_dtype); the feature maps have this dtype.
   """
 
   ndf: int = 64
@@ -50,6 +53,7 @@ class NLayerDiscriminator(nn.Module):
   norm: str = "instance"
   spectral_norm: bool = False
   conv_lowering: str = "xla"
+  dtype: str = "float32"
 
   def __post_init__(self):
     if self.norm not in NORMS:
@@ -57,6 +61,10 @@ class NLayerDiscriminator(nn.Module):
           f"norm={self.norm!r} is not supported; use one of {list(NORMS)}.")
     if self.n_layers < 1:
       raise PatchGANConfigError(f"n_layers={self.n_layers} must be >= 1.")
+    if self.dtype not in layers.COMPUTE_DTYPES:
+      raise PatchGANConfigError(
+          f"dtype={self.dtype!r} is not supported; use one of "
+          f"{list(layers.COMPUTE_DTYPES)}.")
     super().__post_init__()
 
   @nn.compact
@@ -74,7 +82,8 @@ class NLayerDiscriminator(nn.Module):
     nf = self.ndf
     x = layers.Conv(nf, k, strides=(2, 2), padding=pad,
                     spectral_norm=self.spectral_norm,
-                    lowering=self.conv_lowering, name="conv_0")(x, update_stats)
+                    lowering=self.conv_lowering, dtype=self.dtype,
+                    name="conv_0")(x, update_stats)
     x = layers.leaky_relu(x)
     features.append(x)
     for n in range(1, self.n_layers + 1):
@@ -82,14 +91,14 @@ class NLayerDiscriminator(nn.Module):
       stride = 2 if n < self.n_layers else 1
       x = layers.Conv(nf, k, strides=(stride, stride), padding=pad,
                       use_bias=not use_norm, spectral_norm=self.spectral_norm,
-                      lowering=self.conv_lowering,
+                      lowering=self.conv_lowering, dtype=self.dtype,
                       name=f"conv_{n}")(x, update_stats)
       if use_norm:
         x = layers.instance_norm(x)
       x = layers.leaky_relu(x)
       features.append(x)
     x = layers.Conv(1, k, padding=pad, spectral_norm=self.spectral_norm,
-                    lowering=self.conv_lowering,
+                    lowering=self.conv_lowering, dtype=self.dtype,
                     name=f"conv_{self.n_layers + 1}")(x, update_stats)
     features.append(x)
     return features
@@ -100,8 +109,8 @@ class MultiScalePatchGAN(nn.Module):
 
   Attributes:
     num_scales: number of discriminators (3 in the paper).
-    ndf, n_layers, norm, spectral_norm, conv_lowering: as
-      NLayerDiscriminator.
+    ndf, n_layers, norm, spectral_norm, conv_lowering, dtype: as
+      NLayerDiscriminator; the returned maps are float32 whatever dtype.
   """
 
   num_scales: int = 3
@@ -110,6 +119,7 @@ class MultiScalePatchGAN(nn.Module):
   norm: str = "instance"
   spectral_norm: bool = False
   conv_lowering: str = "xla"
+  dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: jax.Array,
@@ -125,8 +135,8 @@ class MultiScalePatchGAN(nn.Module):
       disc = NLayerDiscriminator(
           ndf=self.ndf, n_layers=self.n_layers, norm=self.norm,
           spectral_norm=self.spectral_norm, conv_lowering=self.conv_lowering,
-          name=f"discriminator_{scale}")
-      outputs.append(disc(x, update_stats))
+          dtype=self.dtype, name=f"discriminator_{scale}")
+      outputs.append([f.astype(jnp.float32) for f in disc(x, update_stats)])
       if scale + 1 < self.num_scales:
         x = layers.avg_pool_3x3_s2(x)
     return outputs

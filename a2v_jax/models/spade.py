@@ -77,6 +77,8 @@ class SPADE(nn.Module):
     norm: parameter-free norm, 'instance' or 'layer'.
     resize: 'nearest' (NVlabs) or 'area', how c is brought to x's size.
     audio_conditioning: 'bias', 'concat' or 'none' (see module docstring).
+    dtype: compute dtype, 'float32' or 'bfloat16' (layers.compute_dtype);
+      the norm statistics and the parameters stay float32.
   """
 
   features: int
@@ -87,11 +89,15 @@ class SPADE(nn.Module):
   audio_conditioning: str = "bias"
   matmul_kernel_grad: bool = False
   conv_lowering: str = "auto"
+  dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: jax.Array, image: jax.Array,
                audio: jax.Array | None) -> jax.Array:
-    """x: [B,h,w,C]; image: [B,H,W,3]; audio: [B,D] or None -> [B,h,w,C]."""
+    """x: [B,h,w,C]; image: [B,H,W,3]; audio: [B,D] or None -> [B,h,w,C].
+
+    The result has the compute dtype.
+    """
     b, h, w, _ = x.shape
     tuned = layers.resolve_lowering(self.conv_lowering) == "tuned"
     if self.norm == "instance" and tuned:
@@ -106,16 +112,18 @@ class SPADE(nn.Module):
       cond = jnp.concatenate([cond, tiled], axis=-1)
     mkg = self.matmul_kernel_grad
     actv = layers.Conv(self.hidden, ks, padding=pad, matmul_kernel_grad=mkg,
-                       lowering=self.conv_lowering, name="mlp_shared")(cond)
+                       lowering=self.conv_lowering, dtype=self.dtype,
+                       name="mlp_shared")(cond)
     if self.audio_conditioning == "bias":
-      actv = actv + nn.Dense(self.hidden, name="mlp_audio")(audio)[:, None, None, :]
+      actv = actv + nn.Dense(self.hidden, dtype=self.dtype,
+                             name="mlp_audio")(audio)[:, None, None, :]
     actv = nn.relu(actv)
     gamma_beta = layers.Conv(2 * self.features, ks, padding=pad,
                              matmul_kernel_grad=mkg,
-                             lowering=self.conv_lowering,
+                             lowering=self.conv_lowering, dtype=self.dtype,
                              name="mlp_gamma_beta")(actv)
     gamma, beta = jnp.split(gamma_beta, 2, axis=-1)
-    return normalized * (1.0 + gamma) + beta
+    return normalized.astype(gamma.dtype) * (1.0 + gamma) + beta
 
 
 class SPADEResBlock(nn.Module):
@@ -137,21 +145,23 @@ class SPADEResBlock(nn.Module):
     fin, fout = x.shape[-1], self.features
     fmiddle = min(fin, fout)
     sn = self.spectral_norm
+    dtype = self.spade_kwargs.get("dtype", "float32")
     if fin != fout:
       x_s = SPADE(fin, name="norm_s", **self.spade_kwargs)(x, image, audio)
       x_s = layers.Conv(fout, (1, 1), padding=0, use_bias=False,
-                        spectral_norm=sn, name="conv_s")(x_s, update_stats)
+                        spectral_norm=sn, dtype=dtype,
+                        name="conv_s")(x_s, update_stats)
     else:
       x_s = x
     dx = SPADE(fin, name="norm_0", **self.spade_kwargs)(x, image, audio)
     mkg = self.spade_kwargs.get("matmul_kernel_grad", False)
     lowering = self.spade_kwargs.get("conv_lowering", "auto")
     dx = layers.Conv(fmiddle, (3, 3), padding=1, spectral_norm=sn,
-                     matmul_kernel_grad=mkg, lowering=lowering,
+                     matmul_kernel_grad=mkg, lowering=lowering, dtype=dtype,
                      name="conv_0")(layers.leaky_relu(dx), update_stats)
     dx = SPADE(fmiddle, name="norm_1", **self.spade_kwargs)(dx, image, audio)
     dx = layers.Conv(fout, (3, 3), padding=1, spectral_norm=sn,
-                     matmul_kernel_grad=mkg, lowering=lowering,
+                     matmul_kernel_grad=mkg, lowering=lowering, dtype=dtype,
                      name="conv_1")(layers.leaky_relu(dx), update_stats)
     return x_s + dx
 
@@ -187,6 +197,12 @@ class SPADEGenerator(nn.Module):
       kernel gradients (XLA:CPU's default) for the NVlabs reference at 128
       px, batch 4, but slower than XLA's own, which a2v_jax uses on CPU
       (a2v_jax/xla_cpu.py); off by default.
+    conv_lowering: layers.Conv lowering of the 3x3 convs ('auto' = 'tuned'
+      on the CPU backend, 'xla' elsewhere).
+    dtype: compute dtype, 'float32' or 'bfloat16' (mixed precision:
+      parameters, spectral-norm vectors and norm statistics stay float32;
+      convs, dense layers and activations run in bfloat16; the frame is
+      returned in float32).
   """
 
   ngf: int = 64
@@ -202,6 +218,7 @@ class SPADEGenerator(nn.Module):
   output: str = "image"
   matmul_kernel_grad: bool = False
   conv_lowering: str = "auto"
+  dtype: str = "float32"
 
   def __post_init__(self):
     _check_choice("num_upsampling_layers", self.num_upsampling_layers,
@@ -211,6 +228,7 @@ class SPADEGenerator(nn.Module):
     _check_choice("init_from", self.init_from, INIT_FROM)
     _check_choice("output", self.output, OUTPUTS)
     _check_choice("conv_lowering", self.conv_lowering, layers.CONV_LOWERINGS)
+    _check_choice("dtype", self.dtype, layers.COMPUTE_DTYPES)
     _check_choice("audio_conditioning", self.audio_conditioning,
                   AUDIO_CONDITIONING)
     if self.init_from == "audio" and self.audio_conditioning == "none":
@@ -233,7 +251,7 @@ class SPADEGenerator(nn.Module):
         mutable=['batch_stats']).
 
     Returns:
-      [B, H, W, 3] float32 in [-1, 1].
+      [B, H, W, 3] float32 in [-1, 1] (whatever the compute dtype).
     """
     b, height, width, _ = reference.shape
     n_up = NUM_UP_LAYERS[self.num_upsampling_layers]
@@ -253,15 +271,15 @@ class SPADEGenerator(nn.Module):
             f"{None if audio_features is None else audio_features.shape}.")
       audio = audio_features.astype(jnp.float32)
       if self.audio_embed_dim > 0:
-        audio = layers.leaky_relu(
-            nn.Dense(self.audio_embed_dim, name="audio_embed")(audio))
+        audio = layers.leaky_relu(nn.Dense(
+            self.audio_embed_dim, dtype=self.dtype, name="audio_embed")(audio))
 
     if self.init_from == "image":
       x = layers.RESIZERS[self.cond_resize](reference, (sh, sw))
       x = layers.Conv(16 * nf, (3, 3), padding=1, lowering=self.conv_lowering,
-                      name="fc")(x)
+                      dtype=self.dtype, name="fc")(x)
     else:
-      x = nn.Dense(16 * nf * sh * sw, name="fc")(audio)
+      x = nn.Dense(16 * nf * sh * sw, dtype=self.dtype, name="fc")(audio)
       x = x.reshape(b, sh, sw, 16 * nf)
 
     spade_kwargs = dict(hidden=self.spade_hidden,
@@ -269,7 +287,7 @@ class SPADEGenerator(nn.Module):
                         resize=self.cond_resize,
                         audio_conditioning=self.audio_conditioning,
                         matmul_kernel_grad=self.matmul_kernel_grad,
-                        conv_lowering=self.conv_lowering)
+                        conv_lowering=self.conv_lowering, dtype=self.dtype)
 
     def block(features, name):
       return SPADEResBlock(features, spectral_norm=self.spectral_norm,
@@ -289,13 +307,13 @@ class SPADEGenerator(nn.Module):
       x = block(nf // 2, "up_4")(x, reference, audio, update_stats)
     if self.output == "residual":
       x = layers.Conv(3, (3, 3), padding=1, use_bias=False, name="conv_img",
-                      lowering=self.conv_lowering,
+                      lowering=self.conv_lowering, dtype=self.dtype,
                       kernel_init=nn.initializers.zeros)(layers.leaky_relu(x))
       ref = jnp.clip(reference.astype(jnp.float32), -0.999, 0.999)
-      return jnp.tanh(jnp.arctanh(ref) + x)
+      return jnp.tanh(jnp.arctanh(ref) + x.astype(jnp.float32))
     x = layers.Conv(3, (3, 3), padding=1, lowering=self.conv_lowering,
-                    name="conv_img")(layers.leaky_relu(x))
-    return jnp.tanh(x)
+                    dtype=self.dtype, name="conv_img")(layers.leaky_relu(x))
+    return jnp.tanh(x.astype(jnp.float32))
 
 
 def nvlabs_reference_config(ngf: int = 64) -> ml_collections.ConfigDict:

@@ -34,6 +34,10 @@ class TemporalConfigError(ValueError):
   """A temporal discriminator option has a value that is not supported."""
 
 
+def _float32(maps: list[jax.Array]) -> list[jax.Array]:
+  return [m.astype(jnp.float32) for m in maps]
+
+
 class NLayerDiscriminator3D(nn.Module):
   """pix2pixHD PatchGAN with 3-D convs (kt x 4 x 4), time stride 1.
 
@@ -47,6 +51,7 @@ class NLayerDiscriminator3D(nn.Module):
   norm: str = "instance"
   spectral_norm: bool = False
   conv_lowering: str = "xla"
+  dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: jax.Array, update_stats: bool = False) -> list[jax.Array]:
@@ -62,7 +67,8 @@ class NLayerDiscriminator3D(nn.Module):
     nf = self.ndf
     x = layers.Conv(nf, k, strides=(1, 2, 2), padding=pad,
                     spectral_norm=self.spectral_norm,
-                    lowering=self.conv_lowering, name="conv_0")(x, update_stats)
+                    lowering=self.conv_lowering, dtype=self.dtype,
+                    name="conv_0")(x, update_stats)
     x = layers.leaky_relu(x)
     features.append(x)
     for n in range(1, self.n_layers + 1):
@@ -70,14 +76,14 @@ class NLayerDiscriminator3D(nn.Module):
       stride = 2 if n < self.n_layers else 1
       x = layers.Conv(nf, k, strides=(1, stride, stride), padding=pad,
                       use_bias=not use_norm, spectral_norm=self.spectral_norm,
-                      lowering=self.conv_lowering,
+                      lowering=self.conv_lowering, dtype=self.dtype,
                       name=f"conv_{n}")(x, update_stats)
       if use_norm:
         x = layers.instance_norm(x)
       x = layers.leaky_relu(x)
       features.append(x)
     x = layers.Conv(1, k, padding=pad, spectral_norm=self.spectral_norm,
-                    lowering=self.conv_lowering,
+                    lowering=self.conv_lowering, dtype=self.dtype,
                     name=f"conv_{self.n_layers + 1}")(x, update_stats)
     features.append(x)
     return features
@@ -93,7 +99,8 @@ class MultiScaleTemporalDiscriminator(nn.Module):
       frame (0 = unconditional).
     ndf, n_layers, norm, spectral_norm, conv_lowering: as
       patchgan.NLayerDiscriminator ('stride1_2d' also computes the 3-D
-      convs as 2-D convs of the stacked time taps).
+      convs as 2-D convs of the stacked time taps), dtype (compute dtype;
+      the returned maps are float32 whatever it is).
     temporal_kernel_size: time extent of the 3-D kernels (mode '3d').
   """
 
@@ -105,6 +112,7 @@ class MultiScaleTemporalDiscriminator(nn.Module):
   norm: str = "instance"
   spectral_norm: bool = False
   conv_lowering: str = "xla"
+  dtype: str = "float32"
   temporal_kernel_size: int = 3
 
   def __post_init__(self):
@@ -115,6 +123,10 @@ class MultiScaleTemporalDiscriminator(nn.Module):
       raise TemporalConfigError(
           f"norm={self.norm!r} is not supported; use one of "
           f"{list(patchgan.NORMS)}.")
+    if self.dtype not in layers.COMPUTE_DTYPES:
+      raise TemporalConfigError(
+          f"dtype={self.dtype!r} is not supported; use one of "
+          f"{list(layers.COMPUTE_DTYPES)}.")
     super().__post_init__()
 
   @nn.compact
@@ -143,7 +155,9 @@ class MultiScaleTemporalDiscriminator(nn.Module):
           f"temporal scales; use L >= {2 ** (self.num_scales - 1)}.")
     x = frames
     if self.audio_channels > 0:
-      audio = nn.Dense(self.audio_channels, name="audio_proj")(audio_features)
+      audio = nn.Dense(self.audio_channels, dtype=self.dtype,
+                       name="audio_proj")(audio_features)
+      x = x.astype(audio.dtype)
       audio = jnp.broadcast_to(
           audio[:, :, None, None, :],
           (b, length, height, width, self.audio_channels))
@@ -157,13 +171,13 @@ class MultiScaleTemporalDiscriminator(nn.Module):
             ndf=self.ndf, n_layers=self.n_layers, norm=self.norm,
             spectral_norm=self.spectral_norm,
             temporal_kernel_size=self.temporal_kernel_size,
-            conv_lowering=self.conv_lowering, name=name)
-        outputs.append(disc(window, update_stats))
+            conv_lowering=self.conv_lowering, dtype=self.dtype, name=name)
+        outputs.append(_float32(disc(window, update_stats)))
       else:
         stacked = jnp.moveaxis(window, 1, 3).reshape(b, height, width, -1)
         disc = patchgan.NLayerDiscriminator(
             ndf=self.ndf, n_layers=self.n_layers, norm=self.norm,
             spectral_norm=self.spectral_norm,
-            conv_lowering=self.conv_lowering, name=name)
-        outputs.append(disc(stacked, update_stats))
+            conv_lowering=self.conv_lowering, dtype=self.dtype, name=name)
+        outputs.append(_float32(disc(stacked, update_stats)))
     return outputs
