@@ -2,11 +2,15 @@ r"""Benchmarks every network in a2v_jax/models: params, FLOPs, speed, memory.
 
   python benchmarks/models.py --nets=spade_nvlabs,spade_nvlabs64 \
       --batch_sizes=1,4 --threads=2 --steps=5 --repeats=3 [--matmul_kernel_grad]
+  python benchmarks/models.py --nets=spade,patchgan,temporal \
+      --dtype=bfloat16 --batch_sizes=16      # on a GPU: % of its bf16 peak
 
 For each (net, size, batch) it prints: parameters; FLOPs per example of the
 forward and of forward+backward (XLA cost analysis of the compiled
 executables); forward and forward+backward examples/s (best of --repeats runs
-of --steps steps); achieved GFLOP/s of forward+backward; and peak memory of
+of --steps steps); achieved GFLOP/s of forward+backward and, where the device's bf16 peak is
+known (timing.BF16_PEAK_FLOPS) or given by --peak_tflops, its percentage
+of that peak; and peak memory of
 the forward+backward executable (XLA memory analysis: arguments + outputs +
 temporaries, minus aliased buffers). forward+backward is the gradient of the
 mean of every output w.r.t. all parameters, spectral-norm state updated.
@@ -50,6 +54,14 @@ _CONV_LOWERING = flags.DEFINE_string(
     "SPADE nets: SPADEGenerator.conv_lowering ('auto' = 'tuned' on the CPU, "
     "'xla' elsewhere; compare 'xla' and 'tuned', see "
     "benchmarks/conv_forms.py).")
+_DTYPE = flags.DEFINE_enum(
+    "dtype", "float32", ["float32", "bfloat16"],
+    "Compute dtype of spade*, patchgan and temporal (their `dtype`; "
+    "parameters stay float32). The other nets run in float32.")
+_PEAK_TFLOPS = flags.DEFINE_float(
+    "peak_tflops", 0.0,
+    "Peak TFLOP/s to report the f+b rate against; 0 = the data sheet's "
+    "bf16 peak for a known GPU/TPU, none on CPUs.")
 _AUDIO_DIM = 256  # DeepSpeech2 feature width fed to the generator.
 
 
@@ -65,22 +77,24 @@ def _own_nets(name: str, size: int, batch: int):
     return jnp.asarray(rng.uniform(-1, 1, shape), jnp.float32)
 
   mkg = _MATMUL_KERNEL_GRAD.value
+  dtype = _DTYPE.value
   if name == "spade":
     return (spade.SPADEGenerator(**spade.default_config(64),
-                                 matmul_kernel_grad=mkg,
+                                 matmul_kernel_grad=mkg, dtype=dtype,
                                  conv_lowering=_CONV_LOWERING.value),
             (uniform(batch, size, size, 3), uniform(batch, _AUDIO_DIM)))
   if name in ("spade_nvlabs", "spade_nvlabs64"):
     ngf = 64 if name == "spade_nvlabs" else 16
     return (spade.SPADEGenerator(**spade.nvlabs_reference_config(ngf),
-                                 matmul_kernel_grad=mkg,
+                                 matmul_kernel_grad=mkg, dtype=dtype,
                                  conv_lowering=_CONV_LOWERING.value),
             (uniform(batch, size, size, 3), None))
   if name == "patchgan":
     # Conditional D input: frame and reference stacked on channels.
-    return patchgan.MultiScalePatchGAN(), (uniform(batch, size, size, 6),)
+    return (patchgan.MultiScalePatchGAN(dtype=dtype),
+            (uniform(batch, size, size, 6),))
   if name == "temporal":
-    return (temporal.MultiScaleTemporalDiscriminator(),
+    return (temporal.MultiScaleTemporalDiscriminator(dtype=dtype),
             (uniform(batch, 4, size, size, 3), uniform(batch, 4, _AUDIO_DIM)))
   raise KeyError(name)
 
@@ -106,13 +120,6 @@ def _sizes_for(name: str, sizes: list[int]) -> list[int]:
   if name == "deepspeech2":
     return [0]
   return sizes
-
-
-def _flops(compiled) -> float:
-  analysis = compiled.cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0]
-  return float(analysis.get("flops", float("nan")))
 
 
 def _peak_bytes(compiled) -> float:
@@ -156,16 +163,19 @@ def benchmark(name: str, size: int, batch: int) -> dict:
   args = (params, state, *inputs)
   if "fwd" in _MODES.value:
     compiled = jax.jit(forward).lower(*args).compile()
-    row["fwd_gflop"] = _flops(compiled) / batch / 1e9
+    row["fwd_gflop"] = timing.compiled_flops(compiled) / batch / 1e9
     row["fwd_ex_s"] = batch / timing.best_seconds(
         compiled, args, _STEPS.value, _REPEATS.value)
   if "fwdbwd" in _MODES.value:
     compiled = jax.jit(grad).lower(*args).compile()
-    row["fb_gflop"] = _flops(compiled) / batch / 1e9
+    row["fb_gflop"] = timing.compiled_flops(compiled) / batch / 1e9
     row["peak_mib"] = _peak_bytes(compiled) / 2**20
     seconds = timing.best_seconds(compiled, args, _STEPS.value, _REPEATS.value)
     row["fb_ex_s"] = batch / seconds
     row["fb_gflop_s"] = row["fb_gflop"] * batch / seconds
+    peak = timing.peak_flops(jax.devices()[0], _PEAK_TFLOPS.value)
+    if peak:
+      row["fb_peak_pct"] = 100 * row["fb_gflop_s"] * 1e9 / peak
   logging.info("%s", row)
   return row
 
@@ -192,16 +202,19 @@ def main(argv):
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, "
         f"{_THREADS.value} threads, best of {_REPEATS.value}x{_STEPS.value} "
         f"steps, SPADE conv_lowering={_CONV_LOWERING.value}, "
+        f"dtype={_DTYPE.value}, device={jax.devices()[0].device_kind}, "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
   header = (f"{'net':<15}{'size':>5}{'batch':>6}{'params(M)':>10}"
             f"{'fwd GFLOP/ex':>13}{'fwd ex/s':>10}{'f+b GFLOP/ex':>13}"
-            f"{'f+b ex/s':>10}{'f+b GFLOP/s':>12}{'peak MiB':>10}")
+            f"{'f+b ex/s':>10}{'f+b GFLOP/s':>12}{'% peak':>7}"
+            f"{'peak MiB':>10}")
   print(header)
   for r in rows:
     print(f"{r['net']:<15}{r['size']:>5}{r['batch']:>6}{r['params_M']:>10.2f}"
           f"{r.get('fwd_gflop', nan):>13.2f}{r.get('fwd_ex_s', nan):>10.2f}"
           f"{r.get('fb_gflop', nan):>13.2f}{r.get('fb_ex_s', nan):>10.2f}"
-          f"{r.get('fb_gflop_s', nan):>12.1f}{r.get('peak_mib', nan):>10.0f}")
+          f"{r.get('fb_gflop_s', nan):>12.1f}{r.get('fb_peak_pct', nan):>7.1f}"
+          f"{r.get('peak_mib', nan):>10.0f}")
 
 
 if __name__ == "__main__":
