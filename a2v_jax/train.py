@@ -78,8 +78,9 @@ class Networks:
 def create_networks(config: ml_collections.ConfigDict) -> Networks:
   """Builds every module from `config.model` (attributes, see common.py).
 
-  `config.compute_dtype` is the generator's and the discriminators' dtype
-  unless their own section sets one.
+  `config.compute_dtype` is the compute dtype of the generator, the frame
+  and temporal discriminators (unless their own section sets one) and the
+  perceptual VGG.
   """
   m = config.model
   pcfg = vgg.default_config()
@@ -93,7 +94,7 @@ def create_networks(config: ml_collections.ConfigDict) -> Networks:
       syncnet=syncnet.SyncNet(**dict(m.syncnet)),
       ds2=deepspeech2.DeepSpeech2(**dict(m.ds2)),
       eye=eye.EyeLandmarkNet(**dict(m.eye)),
-      perceptual=vgg.create_model(pcfg),
+      perceptual=vgg.create_model(pcfg, dtype['dtype']),
       perceptual_layer_weights=tuple(pcfg.layer_weights),
   )
 

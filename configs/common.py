@@ -117,10 +117,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
       weights=_phase_weights(),
   ))
 
-  # Compute dtype of the generator and the frame and temporal discriminators
-  # (their `dtype` attribute): 'float32', or 'bfloat16' for mixed precision
-  # on GPU/TPU (parameters, optimiser states, norm statistics and losses stay
-  # float32). The frozen helpers and the perceptual VGG run in float32.
+  # Compute dtype of the generator, the frame and temporal discriminators
+  # (their `dtype` attribute) and the perceptual VGG: 'float32', or
+  # 'bfloat16' for mixed precision on GPU/TPU (parameters, optimiser states,
+  # norm statistics and losses stay float32). The frozen helpers (DS2,
+  # SyncNet, eye) run in float32.
   c.compute_dtype = 'float32'
 
   # Module attributes passed to each network's constructor (a2v_jax/models).

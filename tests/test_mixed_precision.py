@@ -17,6 +17,7 @@ from a2v_jax import config_validation
 from a2v_jax.models import patchgan
 from a2v_jax.models import spade
 from a2v_jax.models import temporal
+from a2v_jax.models import vgg
 from configs import synthetic
 from test_spade import numpy_init
 
@@ -94,6 +95,17 @@ def test_discriminators_bfloat16_match_float32_to_rounding(cls, inputs):
   # Measured: 0.7% / 0.9% and cosines of 0.9999 / 0.9998.
   assert 1e-4 < out_rel < 0.05, out_rel
   assert grad_cos > 0.99, grad_cos
+
+
+def test_perceptual_vgg_bfloat16_features_match_float32():
+  variables = vgg.load_lpips_vgg16_params()
+  images = _photo(64)
+  outs = [vgg.VGG(layers=("relu1_2", "relu2_2"), dtype=dtype).apply(
+      variables, images) for dtype in ("float32", "bfloat16")]
+  for a, b in zip(*outs):
+    assert b.dtype == jnp.float32
+    # Measured: 0.5% and 0.8% (relu1_2, relu2_2).
+    assert 1e-4 < _rel(a, b) < 0.03, _rel(a, b)
 
 
 def test_unsupported_dtypes_are_rejected_with_the_choices():

@@ -70,10 +70,13 @@ class VGG(nn.Module):
     layers: ReLU outputs to return, e.g. ('relu1_2', 'relu2_2'); None gives
       DEFAULT_LAYERS[arch]. The forward stops after the deepest one.
     normalize_input: map [-1, 1] input to ImageNet-normalised RGB.
+    dtype: compute dtype of the convs, 'float32' or 'bfloat16' (the
+      parameters and the returned activations stay float32).
   """
   arch: str = "vgg16"
   layers: Sequence[str] | None = None
   normalize_input: bool = True
+  dtype: str = "float32"
 
   @nn.compact
   def __call__(self, images: jax.Array) -> list[jax.Array]:
@@ -103,9 +106,9 @@ class VGG(nn.Module):
       if v == "M":
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
         continue
-      x = nn.relu(nn.Conv(v, (3, 3), padding=1,
+      x = nn.relu(nn.Conv(v, (3, 3), padding=1, dtype=self.dtype,
                           name=f"Conv_{conv_index}")(x))
-      outputs[names[conv_index]] = x
+      outputs[names[conv_index]] = x.astype(jnp.float32)
       conv_index += 1
     return [outputs[n] for n in layers]
 
@@ -211,10 +214,11 @@ def default_config() -> ml_collections.ConfigDict:
       layer_weights=DEFAULT_LAYER_WEIGHTS, weights_path=""))
 
 
-def create_model(config: ml_collections.ConfigDict | None = None) -> VGG:
+def create_model(config: ml_collections.ConfigDict | None = None,
+                 dtype: str = "float32") -> VGG:
   """Builds a VGG from `config` (default_config() when None)."""
   config = default_config() if config is None else config
-  return VGG(arch=config.arch, layers=tuple(config.layers))
+  return VGG(arch=config.arch, layers=tuple(config.layers), dtype=dtype)
 
 
 def load_perceptual_network(config: ml_collections.ConfigDict | None = None
