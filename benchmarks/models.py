@@ -51,9 +51,9 @@ _MATMUL_KERNEL_GRAD = flags.DEFINE_bool(
     "conv kernel gradients, see a2v_jax/xla_cpu.py).")
 _CONV_LOWERING = flags.DEFINE_string(
     "conv_lowering", "auto",
-    "SPADE nets: SPADEGenerator.conv_lowering ('auto' = 'tuned' on the CPU, "
-    "'xla' elsewhere; compare 'xla' and 'tuned', see "
-    "benchmarks/conv_forms.py).")
+    "conv_lowering of spade*, patchgan and temporal ('auto' = 'tuned' on "
+    "the CPU, 'xla' elsewhere; compare 'xla', 'stride1_2d' and 'tuned', "
+    "see a2v_jax/models/layers.py and benchmarks/conv_forms.py).")
 _DTYPE = flags.DEFINE_enum(
     "dtype", "float32", ["float32", "bfloat16"],
     "Compute dtype of spade*, patchgan and temporal (their `dtype`; "
@@ -91,10 +91,12 @@ def _own_nets(name: str, size: int, batch: int):
             (uniform(batch, size, size, 3), None))
   if name == "patchgan":
     # Conditional D input: frame and reference stacked on channels.
-    return (patchgan.MultiScalePatchGAN(dtype=dtype),
+    return (patchgan.MultiScalePatchGAN(dtype=dtype,
+                                        conv_lowering=_CONV_LOWERING.value),
             (uniform(batch, size, size, 6),))
   if name == "temporal":
-    return (temporal.MultiScaleTemporalDiscriminator(dtype=dtype),
+    return (temporal.MultiScaleTemporalDiscriminator(
+        dtype=dtype, conv_lowering=_CONV_LOWERING.value),
             (uniform(batch, 4, size, size, 3), uniform(batch, 4, _AUDIO_DIM)))
   raise KeyError(name)
 
@@ -201,7 +203,7 @@ def main(argv):
   nan = float("nan")
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, "
         f"{_THREADS.value} threads, best of {_REPEATS.value}x{_STEPS.value} "
-        f"steps, SPADE conv_lowering={_CONV_LOWERING.value}, "
+        f"steps, conv_lowering={_CONV_LOWERING.value}, "
         f"dtype={_DTYPE.value}, device={jax.devices()[0].device_kind}, "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
   header = (f"{'net':<15}{'size':>5}{'batch':>6}{'params(M)':>10}"

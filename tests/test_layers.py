@@ -66,12 +66,14 @@ def test_stride1_2d_lowering_equals_lax_conv(x_shape, k_shape, strides,
 
 
 @pytest.mark.parametrize("net", ["patchgan", "temporal_3d", "temporal_stack"])
-def test_discriminator_lowerings_share_parameters_and_outputs(net):
+def test_discriminator_lowerings_share_parameters_outputs_and_gradients(net):
   rng = np.random.default_rng(3)
   frames = jnp.asarray(rng.uniform(-1, 1, (2, 4, 24, 24, 3)), jnp.float32)
   audio = jnp.asarray(rng.standard_normal((2, 4, 6)), jnp.float32)
-  outs, trees = {}, {}
-  for lowering in layers.CONV_LOWERINGS:
+  outs, trees, grads = {}, {}, {}
+  # 'auto' is 'tuned' on the CPU (test_auto_lowering_is_tuned_on_cpu_only).
+  lowerings = [l for l in layers.CONV_LOWERINGS if l != "auto"]
+  for lowering in lowerings:
     if net == "patchgan":
       model = patchgan.MultiScalePatchGAN(ndf=4, n_layers=2, num_scales=2,
                                           conv_lowering=lowering)
@@ -83,8 +85,14 @@ def test_discriminator_lowerings_share_parameters_and_outputs(net):
       args = (frames, audio)
     variables = model.init(jax.random.PRNGKey(0), *args)
     trees[lowering] = variables
-    outs[lowering] = model.apply(variables, *args)
-  for lowering in layers.CONV_LOWERINGS[1:]:
+
+    def loss(params, model=model, variables=variables, args=args):
+      out = model.apply({**variables, "params": params}, *args)
+      return sum(jnp.sum(jnp.sin(3.0 * x)) for x in jax.tree.leaves(out)), out
+
+    grads[lowering], outs[lowering] = jax.jit(jax.grad(loss, has_aux=True))(
+        variables["params"])
+  for lowering in lowerings[1:]:
     same = jax.tree.map(np.array_equal, trees["xla"], trees[lowering])
     assert all(jax.tree.leaves(same))
     want, have = jax.tree.leaves(outs["xla"]), jax.tree.leaves(outs[lowering])
@@ -92,6 +100,9 @@ def test_discriminator_lowerings_share_parameters_and_outputs(net):
     for a, b in zip(want, have):
       assert a.shape == b.shape
       np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+    for a, b in zip(jax.tree.leaves(grads["xla"]),
+                    jax.tree.leaves(grads[lowering])):
+      np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-3 * np.abs(a).max())
 
 
 def test_bad_lowering_raises():

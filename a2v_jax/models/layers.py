@@ -283,8 +283,8 @@ add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 # 'stride1_2d' rewrites 3-D convs (time stride 1 or more) and strided 2-D
 # convs into stride-1 2-D convs first (see `conv_as_stride1_2d`); 'tuned'
 # runs stride-1 2-D convs through `conv2d_tuned` (per-shape forms for
-# XLA:CPU); 'auto' is 'tuned' when JAX's default backend is the CPU and
-# 'xla' elsewhere.
+# XLA:CPU) and the other convs as 'stride1_2d'; 'auto' is 'tuned' when
+# JAX's default backend is the CPU and 'xla' elsewhere.
 CONV_LOWERINGS = ("xla", "stride1_2d", "tuned", "auto")
 
 
@@ -411,8 +411,9 @@ class Conv(nn.Module):
       and strided convs rewritten as stride-1 2-D convs, see
       :func:`conv_as_stride1_2d`; faster on XLA:CPU), 'tuned' (stride-1
       2-D convs through :func:`conv2d_tuned`, others as 'xla') or 'auto'
-      ('tuned' on the CPU backend, 'xla' elsewhere). Needs explicit
-      padding; 'SAME'/'VALID' strings always take the 'xla' path.
+      ('tuned' on the CPU backend, 'xla' elsewhere); 'tuned' sends 3-D and
+      strided convs through 'stride1_2d'. Needs explicit padding;
+      'SAME'/'VALID' strings always take the 'xla' path.
     kernel_init: None (PyTorch's default conv init) or a flax initializer.
     dtype: compute dtype, 'float32' or 'bfloat16' (see `compute_dtype`):
       x and the kernel are cast to it and so is the output; the kernel
@@ -463,10 +464,12 @@ class Conv(nn.Module):
     lowering = resolve_lowering(self.lowering)
     cdt = compute_dtype(self.dtype)
     params_kernel, kernel, x = kernel, kernel.astype(cdt), x.astype(cdt)
-    if (lowering == "tuned" and nd == 2 and strides == (1, 1)
+    plain_2d = nd == 2 and strides == (1, 1)
+    if (lowering == "tuned" and plain_2d
         and not isinstance(padding, str) and not self.matmul_kernel_grad):
       y = conv2d_tuned(x, kernel, tuple(tuple(p) for p in padding))
-    elif lowering == "stride1_2d" and not isinstance(padding, str):
+    elif (lowering == "stride1_2d" or (lowering == "tuned" and not plain_2d)
+          ) and not isinstance(padding, str):
       y = conv_as_stride1_2d(x, kernel, strides, padding,
                              self.matmul_kernel_grad)
     elif (self.matmul_kernel_grad and nd == 2 and strides == (1, 1)

@@ -40,9 +40,12 @@ class NLayerDiscriminator(nn.Module):
     kernel_size: 4.
     norm: 'instance' or 'none'.
     spectral_norm: spectral norm on every conv.
-    conv_lowering: layers.Conv lowering, 'xla' or 'stride1_2d' (strided
-      convs as stride-1 convs of the space-to-depth input; faster on
-      XLA:CPU, same parameters).
+    conv_lowering: layers.Conv lowering (same parameters whichever):
+      'auto' (default: 'tuned' on the CPU backend, 'xla' elsewhere), 'xla',
+      'stride1_2d' (strided convs as stride-1 convs of the space-to-depth
+      input) or 'tuned' ('stride1_2d' plus the CPU-tuned stride-1 convs).
+      On XLA:CPU, 128 px, batch 4, forward+backward: 0.97 examples/s with
+      'xla', 15.9 with 'stride1_2d', 19.4 with 'tuned'.
     dtype: compute dtype of the convs, 'float32' or 'bfloat16'
       (layers.compute_dtype); the feature maps have this dtype.
   """
@@ -52,7 +55,7 @@ class NLayerDiscriminator(nn.Module):
   kernel_size: int = 4
   norm: str = "instance"
   spectral_norm: bool = False
-  conv_lowering: str = "xla"
+  conv_lowering: str = "auto"
   dtype: str = "float32"
 
   def __post_init__(self):
@@ -118,7 +121,7 @@ class MultiScalePatchGAN(nn.Module):
   n_layers: int = 3
   norm: str = "instance"
   spectral_norm: bool = False
-  conv_lowering: str = "xla"
+  conv_lowering: str = "auto"
   dtype: str = "float32"
 
   @nn.compact

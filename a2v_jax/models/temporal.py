@@ -50,7 +50,7 @@ class NLayerDiscriminator3D(nn.Module):
   temporal_kernel_size: int = 3
   norm: str = "instance"
   spectral_norm: bool = False
-  conv_lowering: str = "xla"
+  conv_lowering: str = "auto"
   dtype: str = "float32"
 
   @nn.compact
@@ -98,8 +98,10 @@ class MultiScaleTemporalDiscriminator(nn.Module):
     audio_channels: width of the per-frame audio projection tiled over the
       frame (0 = unconditional).
     ndf, n_layers, norm, spectral_norm, conv_lowering: as
-      patchgan.NLayerDiscriminator ('stride1_2d' also computes the 3-D
-      convs as 2-D convs of the stacked time taps), dtype (compute dtype;
+      patchgan.NLayerDiscriminator ('stride1_2d', and so 'tuned' and
+      'auto' on the CPU, also computes the 3-D convs as 2-D convs of the
+      stacked time taps: 128 px, batch 4 windows of 4, forward+backward
+      0.04 examples/s with 'xla', 1.39 with 'auto'), dtype (compute dtype;
       the returned maps are float32 whatever it is).
     temporal_kernel_size: time extent of the 3-D kernels (mode '3d').
   """
@@ -111,7 +113,7 @@ class MultiScaleTemporalDiscriminator(nn.Module):
   n_layers: int = 3
   norm: str = "instance"
   spectral_norm: bool = False
-  conv_lowering: str = "xla"
+  conv_lowering: str = "auto"
   dtype: str = "float32"
   temporal_kernel_size: int = 3
 
