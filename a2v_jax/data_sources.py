@@ -154,12 +154,17 @@ def create_source(config: Any, workdir: str, split: str) -> Sequence[dict]:
   else:
     import tfds_builders.lombard_grid  # pylint: disable=g-import-not-at-top,unused-import
   try:
+    builder = tfds.builder(f'{name}/crop{d.crop}', data_dir=data_dir)
+    if not builder.is_prepared():
+      raise FileNotFoundError(f'nothing built at {builder.data_dir}')
+    # download=False: never a build attempt (it would leave empty folders).
     return tfds.data_source(f'{name}/crop{d.crop}', split=split,
-                            data_dir=data_dir)
+                            data_dir=data_dir, download=False)
   except Exception as e:  # TFDS raises several types for a missing dataset.
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
     raise DataSourceError(
         f'cannot open dataset {name}/crop{d.crop} split {split!r} in '
-        f'{data_dir or "the TFDS default data_dir"}: {e}. Build it with '
+        f'{data_dir or "the TFDS default data_dir"} ({reason}). Build it with '
         f'`python -m a2v_jax.data.build --dataset={name} --crop={d.crop} '
         f'--manual_dir=DIR --data_dir=DIR` and set config.dataset.data_dir.'
     ) from e

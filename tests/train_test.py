@@ -289,6 +289,23 @@ def test_every_config_validates(name):
     assert config.num_train_steps >= 1 or config.num_train_steps == -1
 
 
+def test_entry_point_reports_bad_input_in_one_line(tmp_path):
+  """A missing dataset folder: one `error:` line, exit 1, no folder made."""
+  data_dir = tmp_path / 'no_tfds'
+  proc = subprocess.run(
+      [sys.executable, '-m', 'a2v_jax.main', '--config=configs/grid_phase1.py',
+       f'--config.dataset.data_dir={data_dir}',
+       f'--workdir={tmp_path / "run"}'],
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: cannot open dataset grid/crop128'), last
+  assert 'nothing built' in last and 'a2v_jax.data.build' in last, last
+  assert 'Traceback' not in proc.stderr
+  assert not data_dir.exists()
+
+
 def test_config_typos_fail_with_valid_choices():
   from a2v_jax import config_validation
   c = synthetic.get_config('runlocal')
