@@ -46,13 +46,12 @@ _DIMENSION_NUMBERS = {2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC"
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
-def compute_dtype(name) -> jnp.dtype:
-  """'float32'/'bfloat16' (or the dtype itself) -> jnp.dtype; else ValueError."""
-  key = jnp.dtype(name).name if not isinstance(name, str) else name
-  if key not in COMPUTE_DTYPES:
+def compute_dtype(name: str) -> jnp.dtype:
+  """'float32' or 'bfloat16' -> jnp.dtype; anything else: ValueError."""
+  if name not in COMPUTE_DTYPES:
     raise ValueError(f"compute dtype {name!r} is not supported; use one of "
                      f"{list(COMPUTE_DTYPES)}.")
-  return jnp.dtype(key)
+  return jnp.dtype(name)
 
 
 def _conv(x: jax.Array, kernel: jax.Array, strides, padding) -> jax.Array:
