@@ -85,16 +85,16 @@ def create_networks(config: ml_collections.ConfigDict) -> Networks:
   m = config.model
   pcfg = vgg.default_config()
   pcfg.update(dict(m.perceptual))
-  dtype = {'dtype': config.get('compute_dtype', 'float32')}
+  dtype = config.get('compute_dtype', 'float32')
   return Networks(
-      generator=spade.SPADEGenerator(**{**dtype, **dict(m.generator)}),
-      frame_d=patchgan.MultiScalePatchGAN(**{**dtype, **dict(m.frame_d)}),
+      generator=spade.SPADEGenerator(**{'dtype': dtype, **m.generator}),
+      frame_d=patchgan.MultiScalePatchGAN(**{'dtype': dtype, **m.frame_d}),
       temporal_d=temporal.MultiScaleTemporalDiscriminator(
-          **{**dtype, **dict(m.temporal_d)}),
+          **{'dtype': dtype, **m.temporal_d}),
       syncnet=syncnet.SyncNet(**dict(m.syncnet)),
       ds2=deepspeech2.DeepSpeech2(**dict(m.ds2)),
       eye=eye.EyeLandmarkNet(**dict(m.eye)),
-      perceptual=vgg.create_model(pcfg, dtype['dtype']),
+      perceptual=vgg.create_model(pcfg, dtype),
       perceptual_layer_weights=tuple(pcfg.layer_weights),
   )
 

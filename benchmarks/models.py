@@ -8,9 +8,9 @@ r"""Benchmarks every network in a2v_jax/models: params, FLOPs, speed, memory.
 For each (net, size, batch) it prints: parameters; FLOPs per example of the
 forward and of forward+backward (XLA cost analysis of the compiled
 executables); forward and forward+backward examples/s (best of --repeats runs
-of --steps steps); achieved GFLOP/s of forward+backward and, where the device's bf16 peak is
-known (timing.BF16_PEAK_FLOPS) or given by --peak_tflops, its percentage
-of that peak; and peak memory of
+of --steps steps); achieved GFLOP/s of forward+backward and, where the
+device's bf16 peak is known (timing.BF16_PEAK_FLOPS) or given by
+--peak_tflops, its percentage of that peak; and peak memory of
 the forward+backward executable (XLA memory analysis: arguments + outputs +
 temporaries, minus aliased buffers). forward+backward is the gradient of the
 mean of every output w.r.t. all parameters, spectral-norm state updated.

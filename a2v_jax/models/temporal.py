@@ -34,10 +34,6 @@ class TemporalConfigError(ValueError):
   """A temporal discriminator option has a value that is not supported."""
 
 
-def _float32(maps: list[jax.Array]) -> list[jax.Array]:
-  return [m.astype(jnp.float32) for m in maps]
-
-
 class NLayerDiscriminator3D(nn.Module):
   """pix2pixHD PatchGAN with 3-D convs (kt x 4 x 4), time stride 1.
 
@@ -174,12 +170,12 @@ class MultiScaleTemporalDiscriminator(nn.Module):
             spectral_norm=self.spectral_norm,
             temporal_kernel_size=self.temporal_kernel_size,
             conv_lowering=self.conv_lowering, dtype=self.dtype, name=name)
-        outputs.append(_float32(disc(window, update_stats)))
+        outputs.append(disc(window, update_stats))
       else:
         stacked = jnp.moveaxis(window, 1, 3).reshape(b, height, width, -1)
         disc = patchgan.NLayerDiscriminator(
             ndf=self.ndf, n_layers=self.n_layers, norm=self.norm,
             spectral_norm=self.spectral_norm,
             conv_lowering=self.conv_lowering, dtype=self.dtype, name=name)
-        outputs.append(_float32(disc(stacked, update_stats)))
-    return outputs
+        outputs.append(disc(stacked, update_stats))
+    return [[m.astype(jnp.float32) for m in maps] for maps in outputs]
