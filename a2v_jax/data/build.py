@@ -1,7 +1,7 @@
 """Builds the GRID or Lombard GRID dataset as array_record, without TensorFlow.
 
   python -m a2v_jax.data.build --dataset=grid --manual_dir=DIR --data_dir=DIR \
-      --crop=128 [--test_speakers=s1,s2,s20,s22] [--num_workers=2]
+      --crop=128 [--test_speakers=s1,s2,s20,s22] [--test_every=5] [--num_workers=2]
 
 Calls TFDS's own build machinery (`download_and_prepare`) from Python with
 file_format='array_record', so the `tfds` command (which needs TensorFlow) is
@@ -63,7 +63,7 @@ def check_manual_dir(dataset: str, manual_dir: str | None) -> int:
 
 def build(dataset: str, manual_dir: str, data_dir: str | None, crop: int,
           test_speakers=None, val_every: int | None = None,
-          num_workers: int | None = None, overwrite: bool = False):
+          test_every: int | None = None, num_workers: int | None = None, overwrite: bool = False):
   """Builds one config of a dataset as array_record.
 
   Args:
@@ -73,6 +73,8 @@ def build(dataset: str, manual_dir: str, data_dir: str | None, crop: int,
     crop: 64, 128 or 256.
     test_speakers: speaker names for the test split (None: builder default).
     val_every: val split stride (None: builder default).
+    test_every: every k-th utterance of each non-test speaker goes to test
+      (None or 0: speaker-disjoint test split only).
     num_workers: face-alignment processes (None: all cores).
     overwrite: rebuild an existing dataset.
 
@@ -93,6 +95,11 @@ def build(dataset: str, manual_dir: str, data_dir: str | None, crop: int,
     kwargs["test_speakers"] = tuple(test_speakers)
   if val_every is not None:
     kwargs["val_every"] = val_every
+  if test_every:
+    if test_every < 2:
+      raise BuildError(f"--test_every must be 0 (off) or at least 2, got"
+                       f" {test_every}")
+    kwargs["test_every"] = test_every
   builder = builder_class(dataset)(
       config=f"crop{crop}", data_dir=data_dir, file_format="array_record",
       num_workers=num_workers or os.cpu_count() or 1, **kwargs)
@@ -131,6 +138,11 @@ def _define_flags():
       "val_every", None, "Every k-th utterance of each training speaker goes to"
       " the val split; 0 for none (default: the builder's, 20).")
   flags.DEFINE_integer(
+      "test_every", 0, "Every k-th utterance (by sorted id) of each speaker"
+      " not in test_speakers goes to test: an utterance-level split, as the"
+      " paper's GRID protocol; e.g. --test_speakers= --test_every=5 for one"
+      " speaker. 0: the test split is test_speakers only.")
+  flags.DEFINE_integer(
       "num_workers", None, "Processes for face alignment (default: all cores).")
   flags.DEFINE_bool(
       "overwrite", False, "Rebuild even if the dataset is already there.")
@@ -143,7 +155,8 @@ def main(argv):
   try:
     f = flags.FLAGS
     builder = build(f.dataset, f.manual_dir, f.data_dir, int(f.crop),
-                    f.test_speakers, f.val_every, f.num_workers, f.overwrite)
+                    f.test_speakers, f.val_every, f.test_every,
+                    f.num_workers, f.overwrite)
   except BuildError as e:
     sys.exit(f"error: {e}")
   seconds = time.perf_counter() - start

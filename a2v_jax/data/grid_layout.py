@@ -367,14 +367,25 @@ def find_utterances(manual_dir: str, skips: SkipLog | None = None
 
 
 def split_of(utterance: Utterance, index_in_speaker: int, num_in_speaker: int,
-             test_speakers: frozenset[str], val_every: int) -> str:
-  """"test" for held-out speakers; else every val_every-th utterance is "val".
+             test_speakers: frozenset[str], val_every: int,
+             test_every: int = 0) -> str:
+  """Which split an utterance goes to, by a rule on its speaker and index.
 
-  A training speaker with fewer than val_every (but at least 2) utterances
-  still gives its last one to val, so small corpora get a val split too.
+  "test" for held-out speakers. Of the other speakers' utterances (sorted by
+  id), every test_every-th goes to "test" (an utterance-level split, the
+  paper's protocol for GRID; 0 for none) and, of the rest, every val_every-th
+  to "val". A training speaker with fewer than val_every (but at least 2)
+  utterances still gives its last one to val, so small corpora get a val
+  split too.
   """
   if utterance.speaker in test_speakers:
     return "test"
+  if test_every > 0:
+    if index_in_speaker % test_every == test_every - 1:
+      return "test"
+    # Count val among the utterances left after the test rule.
+    index_in_speaker -= (index_in_speaker + 1) // test_every
+    num_in_speaker -= num_in_speaker // test_every
   if val_every > 0:
     if index_in_speaker % val_every == val_every - 1:
       return "val"
@@ -383,15 +394,18 @@ def split_of(utterance: Utterance, index_in_speaker: int, num_in_speaker: int,
   return "train"
 
 
-def assign_splits(utterances: list[Utterance], test_speakers, val_every: int
-                  ) -> dict[str, list[Utterance]]:
-  """Speaker-disjoint train/test, plus val utterances of training speakers.
+def assign_splits(utterances: list[Utterance], test_speakers, val_every: int,
+                  test_every: int = 0) -> dict[str, list[Utterance]]:
+  """Train/val/test by speaker and, optionally, by utterance.
 
   Args:
     utterances: from `find_utterances` (any order).
     test_speakers: speakers held out entirely for the test split.
     val_every: every val_every-th utterance (by sorted id) of each training
       speaker goes to val (its last one if it has fewer); 0 for no val split.
+    test_every: every test_every-th utterance (by sorted id) of each training
+      speaker goes to test (held-out utterances of seen speakers, e.g. 5 for
+      GRID's one-speaker release); 0 for a speaker-disjoint test split only.
 
   Returns:
     {"train": [...], "val": [...], "test": [...]}, each sorted.
@@ -404,5 +418,6 @@ def assign_splits(utterances: list[Utterance], test_speakers, val_every: int
   for speaker in sorted(by_speaker, key=speaker_number):
     utts = sorted(by_speaker[speaker], key=lambda u: u.utterance)
     for i, u in enumerate(utts):
-      splits[split_of(u, i, len(utts), test_speakers, val_every)].append(u)
+      splits[split_of(u, i, len(utts), test_speakers, val_every,
+                      test_every)].append(u)
   return splits

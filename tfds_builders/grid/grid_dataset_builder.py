@@ -73,13 +73,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   """
 
   def __init__(self, *, test_speakers=None, val_every: int = DEFAULT_VAL_EVERY,
-               num_workers: int = 1, **kwargs):
+               test_every: int = 0, num_workers: int = 1, **kwargs):
     """Args: test_speakers (names like "s3"), val_every (0 = no val split),
-    num_workers (processes for face alignment), then the usual builder args."""
+    test_every (every k-th utterance of the other speakers to test; 0 =
+    speaker-disjoint test only), num_workers (processes for face alignment),
+    then the usual builder args."""
     super().__init__(**kwargs)
     self.test_speakers = tuple(test_speakers if test_speakers is not None
                                else self.DEFAULT_TEST_SPEAKERS)
     self.val_every = int(val_every)
+    self.test_every = int(test_every)
     self.num_workers = int(num_workers)
     self.skips = grid_layout.SkipLog()
 
@@ -108,10 +111,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     if not speakers:
       raise grid_layout.LayoutError(
           f"all clips were skipped ({self.skips.summary()})")
+    if len(speakers) == 1:
+      fix = ("hold out utterances instead: --test_speakers= --test_every=5"
+             " (every 5th utterance to test)")
+    else:
+      fix = f"pass fewer test_speakers (e.g. --test_speakers={speakers[-1]})"
     raise grid_layout.LayoutError(
         f"every {what} speaker ({', '.join(speakers)}) is a test speaker, so"
-        " train would be empty; pass fewer test_speakers (e.g."
-        f" --test_speakers={speakers[-1]})")
+        f" train would be empty; {fix}")
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     utterances = self._find_utterances(str(dl_manager.manual_dir))
@@ -129,9 +136,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     except grid_layout.LayoutError:
       cache.cleanup()
       raise
-    splits = grid_layout.assign_splits(done, self.test_speakers, self.val_every)
+    splits = grid_layout.assign_splits(done, self.test_speakers, self.val_every,
+                                       self.test_every)
     self.info.metadata["test_speakers"] = list(self.test_speakers)
     self.info.metadata["val_every"] = self.val_every
+    self.info.metadata["test_every"] = self.test_every
     self.info.metadata["skipped"] = dict(self.skips.counts)
     logging.info("%s splits: %s", self.name,
                  {k: len(v) for k, v in splits.items()})
