@@ -1,0 +1,119 @@
+"""Real speech and faces: GRID speaker s1 at 128x128, CPU-sized.
+
+  python -m a2v_jax.data.build --dataset=grid --manual_dir=GRID_S1_DIR \
+      --data_dir=data/tfds_grid_s1 --crop=128 --test_speakers= \
+      --test_every=5 --val_every=20
+  python -m a2v_jax.main --config=configs/grid_s1.py --workdir=runs/grid_s1 \
+      --config.dataset.data_dir=data/tfds_grid_s1
+
+GRID_S1_DIR holds real GRID utterances in the corpus's Zenodo layout
+(`s1/*.mpg`, `alignments/s1/*.align`); the project's release was trained on
+500 utterances of speaker s1 (CC BY 4.0; Cooke, Barker, Cunningham and Shao,
+JASA 2006). The split is by utterance (every 5th to test, every 20th of the
+rest to val), as the paper's GRID protocol.
+
+The helper networks (DeepSpeech2, SyncNet, eye) are pretrained on the same
+train split on first use into <workdir>/pretrained/ (or reused), then the
+curriculum runs phases 1 -> 2 -> 3. Each helper also runs alone:
+`--config=configs/grid_s1.py:ds2` (or `:syncnet`, `:eye`, `:lipnet`).
+`:gpu` keeps the paper's network sizes and batch for an accelerator;
+`:runlocal` is a seconds-long smoke run on noise clips.
+"""
+
+from a2v_jax import pretrain
+from configs import common
+
+VARIANTS = ('runlocal', 'gpu', 'ds2', 'syncnet', 'eye', 'lipnet')
+
+
+def _real_s1(c):
+  """The CPU-sized run on GRID s1 (the release model's settings)."""
+  c.dataset.update(dict(name='grid', crop=128, num_frames=5, split='train',
+                        eval_split='val'))
+  c.batch_size = 4
+  c.num_train_steps = 3000
+  # The paper's schedule in 100-step epochs: constant for 2000 steps, then
+  # linear decay to 0 at 3000.
+  c.optimizer.steps_per_epoch = 100
+  c.optimizer.constant_epochs = 20.0
+  c.optimizer.decay_epochs = 10.0
+  c.ema_decay = 0.995
+  # output='residual': the untrained generator returns the reference photo,
+  # so training goes to what moves (the mouth) and an unseen face keeps
+  # its own appearance.
+  c.model.generator = dict(ngf=16, num_upsampling_layers='normal',
+                           spectral_norm=True, spade_hidden=32,
+                           output='residual')
+  c.model.frame_d = dict(ndf=16, n_layers=3, num_scales=2)
+  c.model.temporal_d = dict(ndf=8, n_layers=2, num_scales=1,
+                            audio_channels=8)
+  # SyncNet sees the lower half (64x128) of each 128 px crop at full size.
+  c.model.syncnet = dict(input_hw=(64, 128), width=0.25, embed_dim=128)
+  c.model.ds2 = dict(conv_features=(32, 32), rnn_hidden=128, rnn_layers=2)
+  c.model.eye = dict(input_size=32, features=(16, 32, 32), hidden=64)
+  c.model.perceptual = dict(layers=('relu1_2', 'relu2_2'),
+                            layer_weights=(0.5, 1.0))
+  c.loss.perceptual_frames = 1
+  c.curriculum.update(dict(start_phase=1, last_phase=3, advance='steps',
+                           phase_start_steps=(200, 2000)))
+  c.pretrained.missing = 'pretrain'
+  c.pretrain.update(dict(batch_size=16, ds2_steps=2000, syncnet_steps=2000,
+                         eye_steps=600))
+  c.log_every_steps = 10
+  c.ckpt_every_steps = 100
+  c.sample_every_steps = 250
+  c.eval_every_steps = 500
+  c.evals = ('lower_face',)
+  return c
+
+
+def _gpu(c):
+  """The paper's network sizes and batch on the same corpus (an accelerator)."""
+  c.batch_size = 16
+  c.num_train_steps = 20000
+  c.optimizer.steps_per_epoch = 400
+  c.optimizer.constant_epochs = 25.0
+  c.optimizer.decay_epochs = 25.0
+  c.ema_decay = 0.999
+  c.model.generator = dict(ngf=64, num_upsampling_layers='normal',
+                           spectral_norm=True, output='residual')
+  c.model.frame_d = dict()
+  c.model.temporal_d = dict()
+  c.model.syncnet = dict(input_hw=(64, 128))
+  c.loss.perceptual_frames = 0
+  c.curriculum.phase_start_steps = (2000, 12000)
+  c.pretrain.update(dict(batch_size=32, ds2_steps=10000,
+                         syncnet_steps=10000, eye_steps=3000))
+  c.log_every_steps = 50
+  c.ckpt_every_steps = 1000
+  c.sample_every_steps = 1000
+  c.eval_every_steps = 2000
+  return c
+
+
+def get_config(arg=None):
+  """arg: None or one of VARIANTS."""
+  if arg and arg not in VARIANTS:
+    raise ValueError(f'unknown config variant {arg!r}; valid: '
+                     + ', '.join(VARIANTS))
+  c = _real_s1(common.get_config())
+  if arg == 'gpu':
+    c = _gpu(c)
+  elif arg == 'runlocal':
+    common.apply_runlocal(c)
+  elif arg in ('ds2', 'syncnet', 'eye'):
+    c = pretrain.helper_config(arg, c)
+    c.log_every_steps = 50
+    c.ckpt_every_steps = 500
+  elif arg == 'lipnet':
+    c.task = 'lipnet'
+    c.batch_size = 8
+    c.num_train_steps = 3000
+    c.pretrain.lr = 3e-4
+    c.pretrain.num_frames = 75
+    c.pretrain.lipnet = dict(conv_features=(16, 32, 48), gru_hidden=128,
+                             gru_layers=2, dropout_rate=0.3,
+                             gru_dropout_rate=0.3, mouth_hw=(50, 100))
+    c.log_every_steps = 50
+    c.ckpt_every_steps = 500
+  return c
