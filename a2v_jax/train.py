@@ -773,7 +773,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       num_frames=d.num_frames, seed=config.seed, shuffle=True,
       num_epochs=None, worker_count=d.worker_count,
       shard_index=jax.process_index(), shard_count=jax.process_count(),
-      audio_features=d.audio_features)
+      audio_features=d.audio_features, flip=d.flip, color=d.color_jitter)
   data_iter = iter(pipeline.create_loader(source, **loader_kwargs))
   example = next(iter(pipeline.create_loader(source, **loader_kwargs)))
 

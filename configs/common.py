@@ -70,6 +70,12 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
       num_frames=5,           # T frames per training window
       audio_features='mfcc',  # 'mfcc' | 'log_mel'
       worker_count=0,         # grain worker processes
+      # Appearance augmentation of the GAN's training windows (the same
+      # draw for a window and its reference; data/pipeline.py
+      # AugmentAppearance): mirror half the examples, colour jitter
+      # strength (0 = off).
+      flip=False,
+      color_jitter=0.0,
       # 'synthetic': the corpus is generated + built on first use.
       corpus_dir='',          # '' = <workdir>/../synthetic_corpus
       synthetic_speakers=3,

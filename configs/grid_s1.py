@@ -29,7 +29,7 @@ VARIANTS = ('runlocal', 'gpu', 'ds2', 'syncnet', 'eye', 'lipnet')
 def _real_s1(c):
   """The CPU-sized run on GRID s1 (the release model's settings)."""
   c.dataset.update(dict(name='grid', crop=128, num_frames=5, split='train',
-                        eval_split='val'))
+                        eval_split='val', flip=True, color_jitter=0.25))
   c.batch_size = 4
   c.num_train_steps = 3000
   # The paper's schedule in 100-step epochs: constant for 2000 steps, then
@@ -49,7 +49,7 @@ def _real_s1(c):
                             audio_channels=8)
   # SyncNet sees the lower half (64x128) of each 128 px crop at full size.
   c.model.syncnet = dict(input_hw=(64, 128), width=0.25, embed_dim=128)
-  c.model.ds2 = dict(conv_features=(32, 32), rnn_hidden=128, rnn_layers=2)
+  c.model.ds2 = dict(conv_features=(16, 16), rnn_hidden=128, rnn_layers=2)
   c.model.eye = dict(input_size=32, features=(16, 32, 32), hidden=64)
   c.model.perceptual = dict(layers=('relu1_2', 'relu2_2'),
                             layer_weights=(0.5, 1.0))
@@ -57,8 +57,8 @@ def _real_s1(c):
   c.curriculum.update(dict(start_phase=1, last_phase=3, advance='steps',
                            phase_start_steps=(200, 2000)))
   c.pretrained.missing = 'pretrain'
-  c.pretrain.update(dict(batch_size=16, ds2_steps=2000, syncnet_steps=2000,
-                         eye_steps=600))
+  c.pretrain.update(dict(batch_size=16, ds2_steps=1000, syncnet_steps=1000,
+                         eye_steps=400))
   c.log_every_steps = 10
   c.ckpt_every_steps = 100
   c.sample_every_steps = 250

@@ -248,3 +248,50 @@ def test_worker_process_gives_same_batches(tfds_source):
   for x, y in zip(expected, got):
     for k in x:
       np.testing.assert_array_equal(x[k], y[k])
+
+
+def test_mirror_68_is_an_involution_that_swaps_sides():
+  m = pipeline.MIRROR_68
+  assert sorted(m) == list(range(68))
+  np.testing.assert_array_equal(m[m], np.arange(68))
+  assert m[36] == 45 and m[48] == 54 and m[0] == 16  # eye, mouth, jaw corners
+  assert m[30] == 30 and m[51] == 51 and m[57] == 57  # the midline stays
+
+
+def test_augmentation_is_one_draw_per_window_and_reference():
+  """Frames and reference get the same colour change and mirror; a mirror
+  moves each landmark to its mirror image (a left eye corner becomes the
+  right one), and the augmented batch differs from the plain one."""
+  rng = np.random.default_rng(0)
+  image = rng.uniform(-1, 1, (8, 12, 3)).astype(np.float32)
+  pts = rng.uniform(0, 12, (68, 2)).astype(np.float32)
+  element = {"frames": np.stack([image] * 3), "reference": image.copy(),
+             "landmarks": np.stack([pts] * 3), "mfcc": np.zeros((3, 20, 13), np.float32)}
+  aug = pipeline.AugmentAppearance(flip=True, color=0.3)
+  flipped = changed = 0
+  for seed in range(20):
+    out = aug.random_map(dict(element), np.random.default_rng(seed))
+    assert out["frames"].shape == element["frames"].shape and out["frames"].dtype == np.float32
+    for f in out["frames"]:
+      np.testing.assert_allclose(f, out["reference"], atol=1e-6)
+    assert out["frames"].min() >= -1 and out["frames"].max() <= 1
+    mirrored = not np.allclose(out["landmarks"], element["landmarks"])
+    if mirrored:
+      flipped += 1
+      np.testing.assert_allclose(out["landmarks"][0, 45, 0], 12 - 1 - pts[36, 0], atol=1e-5)
+      np.testing.assert_allclose(out["landmarks"][0, 45, 1], pts[36, 1], atol=1e-5)
+    changed += not np.allclose(out["reference"], image, atol=1e-3)
+    np.testing.assert_array_equal(out["mfcc"], element["mfcc"])
+  assert 3 <= flipped <= 17 and changed == 20
+
+
+def test_loader_applies_augmentation_only_when_asked(source):
+  kwargs = dict(batch_size=4, num_frames=3, seed=5, num_epochs=1, shard_index=0, shard_count=1)
+  plain = next(iter(pipeline.create_loader(source, **kwargs)))
+  again = next(iter(pipeline.create_loader(source, **kwargs)))
+  jittered = next(iter(pipeline.create_loader(source, color=0.3, **kwargs)))
+  np.testing.assert_array_equal(plain["frames"], again["frames"])
+  assert not np.allclose(plain["frames"], jittered["frames"], atol=1e-3)
+  np.testing.assert_array_equal(plain["mfcc"], jittered["mfcc"])
+  with pytest.raises(ValueError, match="color"):
+    pipeline.create_loader(source, color=-1.0, **kwargs)

@@ -202,6 +202,55 @@ class SampleClipWindow(grain.RandomMapTransform):
     return out
 
 
+# 68-point index of each landmark's mirror image (iBUG 300-W order): jaw,
+# brows, nose, eyes and mouth swap left and right.
+MIRROR_68 = np.array(
+    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30]
+    + [35, 34, 33, 32, 31] + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
+    + [64, 63, 62, 61, 60, 67, 66, 65])
+
+
+class AugmentAppearance(grain.RandomMapTransform):
+  """One random mirror and colour change for a window and its reference.
+
+  The same draw applies to every frame and to the reference, so the change
+  is one of identity (skin tone, lighting, camera), never of motion: a
+  generator trained on few faces sees more of them. Colour: contrast and
+  saturation scaled by exp(U(-color, color)), brightness shifted by
+  U(-color, color) / 2, each RGB channel scaled by exp(U(-color, color) / 2);
+  results are clipped to [-1, 1]. A mirror also mirrors the landmarks.
+  """
+
+  def __init__(self, flip: bool, color: float):
+    self.flip = bool(flip)
+    self.color = float(color)
+
+  def random_map(self, element, rng: np.random.Generator):
+    out = dict(element)
+    images = np.concatenate([out["frames"], out["reference"][None]], axis=0)
+    if self.flip and rng.random() < 0.5:
+      images = images[:, :, ::-1]
+      if "landmarks" in out:
+        width = images.shape[2]
+        pts = out["landmarks"][:, MIRROR_68]
+        out["landmarks"] = np.stack([width - 1 - pts[..., 0], pts[..., 1]], -1)
+    if self.color > 0:
+      a = self.color
+      x = (images + 1.0) * 0.5
+      gain = np.exp(rng.uniform(-a, a, size=3) / 2).astype(np.float32)
+      x = x * gain
+      grey = x.mean(axis=-1, keepdims=True)
+      x = grey + np.float32(np.exp(rng.uniform(-a, a))) * (x - grey)
+      mean = x.mean()
+      x = mean + np.float32(np.exp(rng.uniform(-a, a))) * (x - mean)
+      x = x + np.float32(rng.uniform(-a, a) / 2)
+      images = np.clip(x * 2.0 - 1.0, -1.0, 1.0)
+    out["frames"] = np.ascontiguousarray(images[:-1], np.float32)
+    out["reference"] = np.ascontiguousarray(images[-1], np.float32)
+    return out
+
+
 def _window_or_zeros(example, name: str, start: int, length: int, dtype) -> np.ndarray:
   if name not in example:
     return np.zeros(length, dtype)
@@ -224,7 +273,8 @@ def create_loader(source: Sequence[Mapping[str, Any]], *, batch_size: int, num_f
                   shard_index: int | None = None, shard_count: int | None = None,
                   audio_features: str | Sequence[str] = "mfcc", reference: str = "same_utterance",
                   speaker_index: Mapping[str, np.ndarray] | None = None, worker_buffer_size: int = 2,
-                  read_options: grain.ReadOptions | None = None) -> grain.DataLoader:
+                  read_options: grain.ReadOptions | None = None, flip: bool = False,
+                  color: float = 0.0) -> grain.DataLoader:
   """A grain DataLoader of fixed-shape training batches.
 
   Args:
@@ -248,6 +298,8 @@ def create_loader(source: Sequence[Mapping[str, Any]], *, batch_size: int, num_f
     worker_buffer_size: batches each worker prepares ahead.
     read_options: grain read threads / prefetch; default 2 threads and a
       prefetch of 2 batches.
+    flip, color: appearance augmentation (`AugmentAppearance`): mirror half
+      the examples; colour jitter strength (0 = off).
 
   Returns:
     grain.DataLoader; iterating it yields dicts of numpy arrays:
@@ -285,8 +337,12 @@ def create_loader(source: Sequence[Mapping[str, Any]], *, batch_size: int, num_f
       SampleClipWindow(num_frames, names, reference,
                        source=source if reference == "other_utterance" else None,
                        speaker_index=speaker_index),
-      grain.Batch(batch_size=batch_size, drop_remainder=True),
   ]
+  if flip or color:
+    if color < 0:
+      raise ValueError(f"color must be >= 0, got {color}.")
+    operations.append(AugmentAppearance(flip, color))
+  operations.append(grain.Batch(batch_size=batch_size, drop_remainder=True))
   if read_options is None:
     read_options = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2 * batch_size)
   logging.info("loader: %d records, shard %d/%d, batch %d x %d frames, workers %d.", num_records,
