@@ -21,12 +21,24 @@ against the real aligned frames. Each report carries the baseline rows
 (report.BASELINES) so that every figure can be read:
 - "ground truth": the real clip scored as if generated, for the metrics
   that need no reference (CPBD, LSE, blinks, mouth correlation, WER, where
-  WER is the LipNet's own WER on the real videos);
+  WER is the LipNet's own WER on the real videos; its mouth correlation is
+  the measurement's own ceiling, see below);
 - "static": the reference frame repeated for the clip's length;
 - "shuffled audio": the model driven by the next utterance's audio (looped
   or cut to this one's length), scored against this utterance's audio,
   frames and transcript: lip sync must come from the audio for the model
   row to beat it.
+
+Mouth correlation ('mouth'): the opening dlib measures on the generated
+crops, correlated per utterance with a target opening. The synthetic corpus
+has the renderer's ground truth. Real data has none, so the target is the
+real video's own opening from the landmarks the dataset stores: dlib fitted
+on the full-resolution frames before alignment (frames where it found no
+face left out). Those are chosen over dlib re-run on the real aligned crops
+because they are the best measurement at hand (more pixels, no JPEG or
+resampling) and are independent of the crop pipeline the generated frames
+go through; the ground-truth row then runs that crop pipeline on the real
+crops, so its r is the ceiling this measurement can reach.
 
 Evaluators (a2v_jax/evaluation/evaluators.py) whose network is not available
 (no --syncnet for LSE, no --lipnet for WER, dlib models missing, ...) are
@@ -54,6 +66,7 @@ import tqdm
 
 from a2v_jax import data_sources
 from a2v_jax.evaluation import evaluators as evaluators_lib
+from a2v_jax.evaluation import mouth as mouth_lib
 from a2v_jax.evaluation import networks
 from a2v_jax.evaluation import report as report_lib
 
@@ -84,6 +97,8 @@ class Utterance:
     fps: frame rate.
     transcript: the words, space separated.
     mouth_open_gt: float32 [T] or None (real data).
+    mouth_real: float64 [T] the real frames' opening from `landmarks`
+      (mouth.real_mouth_opening; NaN where dlib found no face).
   """
   utterance: str
   frames: np.ndarray
@@ -92,6 +107,23 @@ class Utterance:
   fps: float
   transcript: str
   mouth_open_gt: np.ndarray | None
+  mouth_real: np.ndarray | None = None
+
+  @property
+  def mouth_target(self) -> np.ndarray | None:
+    """What the 'mouth' evaluator correlates with: the ground truth where
+    the data has one, else the real video's measured opening."""
+    return self.mouth_open_gt if self.mouth_open_gt is not None else (
+        self.mouth_real)
+
+
+MOUTH_REFERENCES = {
+    True: "the synthetic renderer's ground-truth opening",
+    False: ("dlib landmarks of the real video as the dataset stores them "
+            "(fitted on the full-resolution frames; frames without a face "
+            "left out); the ground-truth row is dlib on the real aligned "
+            "crops against them, the measurement's ceiling"),
+}
 
 
 def _text(x) -> str:
@@ -178,12 +210,15 @@ def load_utterance(example: dict, crop: int, max_frames: int = 0
   mouth = None
   if bool(example.get("has_ground_truth", False)):
     mouth = np.asarray(example["mouth_open_gt"], np.float32)[:t]
+  detected = example.get("landmarks_detected")
+  real = mouth_lib.real_mouth_opening(
+      landmarks, None if detected is None else np.asarray(detected)[:t])
   return Utterance(
       utterance=f"{_text(example.get('speaker', b'?'))}/"
                 f"{_text(example.get('utterance', b'?'))}",
       frames=frames, landmarks=landmarks * np.float32(scale), audio=audio,
       fps=fps, transcript=" ".join(_text(w) for w in example["words"]),
-      mouth_open_gt=mouth)
+      mouth_open_gt=mouth, mouth_real=real)
 
 
 def _fit_audio(audio: np.ndarray, length: int) -> np.ndarray:
@@ -201,8 +236,8 @@ class Evaluation:
 
 
 def create_evaluation(evals: Sequence[str], *, syncnet: str = "",
-                      lipnet: str = "", has_ground_truth: bool = False
-                      ) -> Evaluation:
+                      lipnet: str = "", has_ground_truth: bool = False,
+                      has_landmarks: bool = True) -> Evaluation:
   """Builds the named evaluators that can run here.
 
   Args:
@@ -210,6 +245,8 @@ def create_evaluation(evals: Sequence[str], *, syncnet: str = "",
     syncnet: --syncnet (pretrain checkpoint dir or syncnet_v2 file) or ''.
     lipnet: --lipnet (pretrain checkpoint dir) or ''.
     has_ground_truth: the data has mouth_open_gt (synthetic corpus).
+    has_landmarks: the data has landmarks of the real frames, the mouth
+      target of real data.
 
   Raises:
     evaluators.EvaluatorError: an unknown name.
@@ -236,9 +273,12 @@ def create_evaluation(evals: Sequence[str], *, syncnet: str = "",
     else:
       skipped["wer"] = ("no LipNet given: pass --lipnet=the checkpoints of a "
                         "`lipnet` pretraining run (configs/lipnet_grid.py)")
-  if "mouth" in names and not has_ground_truth:
-    skipped["mouth"] = ("the dataset has no ground-truth mouth opening (the "
-                        "synthetic corpus only)")
+  if "mouth" in names:
+    if has_ground_truth or has_landmarks:
+      info["mouth reference"] = MOUTH_REFERENCES[bool(has_ground_truth)]
+    else:
+      skipped["mouth"] = ("the dataset has neither a ground-truth mouth "
+                          "opening nor landmarks of the real frames")
   built = []
   detector = None
   for name in names:
@@ -292,7 +332,7 @@ def _clip(u: Utterance, generated: np.ndarray, mfcc) -> evaluators_lib.Clip:
       utterance=u.utterance, generated=np.asarray(generated[:t]), fps=u.fps,
       real=u.frames[:t], mfcc=None if mfcc is None else mfcc[:t],
       transcript=u.transcript, mouth_open_gt=(
-          None if u.mouth_open_gt is None else u.mouth_open_gt[:t]))
+          None if u.mouth_target is None else u.mouth_target[:t]))
 
 
 def iterate_utterances(source: Sequence[dict], crop: int,
@@ -426,7 +466,8 @@ def evaluate_export(model_dir: str, *, dataset: str = "grid",
       dataset, split, data_dir, head.crop, num_utterances, max_frames)
   evaluation = create_evaluation(
       evals, syncnet=syncnet, lipnet=lipnet,
-      has_ground_truth=utterances[0].mouth_open_gt is not None)
+      has_ground_truth=utterances[0].mouth_open_gt is not None,
+      has_landmarks=utterances[0].mouth_real is not None)
   systems = _rows({report_lib.MODEL: head}, utterances, evaluation,
                   adapt_epochs, True, progress)
   rep = report_lib.build_report(
@@ -463,7 +504,8 @@ def evaluate_ablation(model_dirs: Sequence[str], *, dataset: str = "grid",
       dataset, split, data_dir, crops.pop(), num_utterances, max_frames)
   evaluation = create_evaluation(
       evals, syncnet=syncnet, lipnet=lipnet,
-      has_ground_truth=utterances[0].mouth_open_gt is not None)
+      has_ground_truth=utterances[0].mouth_open_gt is not None,
+      has_landmarks=utterances[0].mouth_real is not None)
   systems = _rows(heads, utterances, evaluation, adapt_epochs, False, progress)
   rep = report_lib.build_ablation(
       {s.name: s for s in systems}, title=f"Ablation, {dataset} {used}")

@@ -15,7 +15,8 @@ Evaluator -> metrics:
 - "acd": acd_c, acd_e (needs real frames)
 - "lip_sync": lse_c, lse_d (needs mfcc and a SyncNet's embedders)
 - "blink": blink_rate, blink_duration (dlib landmarks of the generated clip)
-- "mouth": mouth_corr (needs mouth_open_gt; synthetic corpus only)
+- "mouth": mouth_corr (needs mouth_open_gt: the synthetic ground truth, or
+  on real data the real video's opening from its stored landmarks)
 - "wer": wer (needs transcript and a lip reader)
 """
 from __future__ import annotations
@@ -50,7 +51,9 @@ class Clip:
     real: uint8 [T, H, W, 3] ground-truth frames, if any.
     mfcc: float32 [T, 20, 13] per-frame MFCC windows of the driving audio.
     transcript: reference words.
-    mouth_open_gt: float32 [T] synthetic ground truth.
+    mouth_open_gt: float [T] the target mouth opening: the synthetic ground
+      truth, or on real data the real frames' opening measured from the
+      dataset's landmarks (NaN where dlib found no face).
     landmarks: float32 [T, 68, 2] of `generated`; filled on first use.
   """
   utterance: str

@@ -3,7 +3,9 @@
 On the synthetic corpus every frame has a ground-truth mouth opening
 (`mouth_open_gt`, 0..1); the Pearson correlation between it and the opening
 measured on generated frames says how well the model moves the mouth with
-the audio, independent of any learned evaluator.
+the audio, independent of any learned evaluator. Real data has no such
+ground truth: its target is the opening of the real video itself, measured
+by `real_mouth_opening` from the dlib landmarks the dataset builder stored.
 """
 from __future__ import annotations
 
@@ -81,3 +83,32 @@ def mouth_correlation(landmarks: np.ndarray, mouth_open_gt: np.ndarray,
   """
   return pearson_correlation(measure_mouth_opening(landmarks, normalize_by),
                              mouth_open_gt)
+
+
+def real_mouth_opening(landmarks: np.ndarray,
+                       detected: np.ndarray | None = None,
+                       normalize_by: str = "mouth_width") -> np.ndarray:
+  """The real video's opening from the landmarks a dataset stores.
+
+  The builder fits dlib on the full-resolution frames, before alignment, and
+  fills frames without a face by interpolation; those frames are measured
+  as NaN here (so they drop out of every correlation), not guessed. The
+  opening is a ratio of two distances, so the similarity transform into
+  crop pixels does not change it.
+
+  Args:
+    landmarks: [T, 68, 2] landmarks of the real frames (any pixel frame).
+    detected: bool [T], whether dlib found the face on that frame (None:
+      every frame).
+
+  Returns:
+    float64 [T], NaN where not detected.
+  """
+  opening = measure_mouth_opening(landmarks, normalize_by)
+  if detected is not None:
+    detected = np.asarray(detected, bool).reshape(-1)
+    if detected.shape != opening.shape:
+      raise MouthError(f"{detected.shape[0]} detection flags for "
+                       f"{opening.shape[0]} frames of landmarks")
+    opening = np.where(detected, opening, np.nan)
+  return opening
