@@ -83,10 +83,16 @@ def _synthetic_face(spec: str) -> Photo:
     raise UnseenFacesError(f"--photos: {spec!r} names no synthetic speaker; "
                            "write synthetic:N with N >= 1 (the corpus's sN)")
   height, width = SYNTHETIC_SIZE
-  face = face_render.build_speaker(int(number) - 1, height, width,
-                                   seed=SYNTHETIC_SEED)
-  return Photo(f"synthetic s{number}", np.ascontiguousarray(face.image),
-               note="the synthetic corpus's speaker, mouth closed")
+  name = f"synthetic s{number}"
+  try:
+    face = face_render.build_speaker(int(number) - 1, height, width,
+                                     seed=SYNTHETIC_SEED)
+  except face_render.FaceRenderError as e:
+    return Photo(name, None, skip=" ".join(str(e).split()))
+  note = ("the astronaut portrait itself, mouth closed" if number == "1"
+          else "the astronaut under the synthetic corpus's identity warp, "
+          "mouth closed")
+  return Photo(name, np.ascontiguousarray(face.image), note=note)
 
 
 def load_photos(specs: Sequence[str]) -> list[Photo]:
@@ -94,7 +100,8 @@ def load_photos(specs: Sequence[str]) -> list[Photo]:
 
   Args:
     specs: each 'astronaut' (skimage.data.astronaut()), 'synthetic:N' (the
-      synthetic corpus's speaker sN: the astronaut under an identity warp),
+      synthetic corpus's speaker sN, seed 0: s1 is the astronaut re-framed,
+      s2... the astronaut under an identity warp),
       an image file, a folder (its images, sorted) or a .zip/.whl archive
       (every image inside it, e.g. the photos a wheel ships).
 
