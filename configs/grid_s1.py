@@ -31,12 +31,12 @@ def _real_s1(c):
   c.dataset.update(dict(name='grid', crop=128, num_frames=5, split='train',
                         eval_split='val', flip=True, color_jitter=0.25))
   c.batch_size = 4
-  c.num_train_steps = 3000
-  # The paper's schedule in 100-step epochs: constant for 2000 steps, then
-  # linear decay to 0 at 3000.
+  c.num_train_steps = 1500
+  # The paper's schedule in 100-step epochs: constant for 1000 steps, then
+  # linear decay to 0 at 1500.
   c.optimizer.steps_per_epoch = 100
-  c.optimizer.constant_epochs = 20.0
-  c.optimizer.decay_epochs = 10.0
+  c.optimizer.constant_epochs = 10.0
+  c.optimizer.decay_epochs = 5.0
   c.ema_decay = 0.995
   # output='residual': the untrained generator returns the reference photo,
   # so training goes to what moves (the mouth) and an unseen face keeps
@@ -55,7 +55,13 @@ def _real_s1(c):
                             layer_weights=(0.5, 1.0))
   c.loss.perceptual_frames = 1
   c.curriculum.update(dict(start_phase=1, last_phase=3, advance='steps',
-                           phase_start_steps=(200, 2000)))
+                           phase_start_steps=(150, 1000)))
+  # No sync contrastive term on the CPU: a SyncNet pretrained for a CPU
+  # budget on real GRID stays at chance (multi-way loss ln 13 after 400
+  # steps), and a judge at chance only adds noise to G's gradient. The
+  # lower-half L1 carries the mouth; :gpu turns the term back on.
+  for phase in ('phase2', 'phase3'):
+    c.curriculum.weights[phase].contrastive = 0.0
   c.pretrained.missing = 'pretrain'
   c.pretrain.update(dict(batch_size=16, ds2_steps=1000, syncnet_steps=1000,
                          eye_steps=400))
@@ -82,6 +88,8 @@ def _gpu(c):
   c.model.syncnet = dict(input_hw=(64, 128))
   c.loss.perceptual_frames = 0
   c.curriculum.phase_start_steps = (2000, 12000)
+  for phase in ('phase2', 'phase3'):
+    c.curriculum.weights[phase].contrastive = 1.0
   c.pretrain.update(dict(batch_size=32, ds2_steps=10000,
                          syncnet_steps=10000, eye_steps=3000))
   c.log_every_steps = 50

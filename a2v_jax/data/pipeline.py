@@ -144,12 +144,17 @@ class DropShortClips(grain.FilterTransform):
 class SampleClipWindow(grain.RandomMapTransform):
   """One training example: a random window of a clip plus a reference frame.
 
+  The audio features of a clip are computed once for all its frames and
+  kept (up to CACHE_BYTES per loader), so later epochs only slice them.
+
   Output (numpy, one example):
     frames: float32 [T, H, W, 3] in [-1, 1]; reference: float32 [H, W, 3];
     mfcc: float32 [T, 20, 13] and/or log_mel: float32 [T, 20, 80];
     landmarks: float32 [T, 68, 2]; mouth_open_gt: float32 [T]; blink_gt: int32 [T];
     speaker_id: int32 []; start_frame: int32 [].
   """
+
+  CACHE_BYTES = 512 * 2**20
 
   def __init__(self, num_frames: int, audio_features: Sequence[str], reference: str,
                source=None, speaker_index: Mapping[str, np.ndarray] | None = None):
@@ -158,6 +163,30 @@ class SampleClipWindow(grain.RandomMapTransform):
     self.reference = reference
     self.source = source
     self.speaker_index = speaker_index
+    self._cache = {}
+    self._cache_bytes = 0
+
+  def _clip_windows(self, example, key: int, name: str, length: int) -> np.ndarray:
+    """The audio feature windows of every frame of a clip, computed once.
+
+    Each frame's window depends only on its own audio, so a slice of the
+    whole clip's windows equals the window computed alone; the cache keeps
+    epochs after the first from recomputing them (up to CACHE_BYTES).
+    """
+    cached = self._cache.get((key, name))
+    if cached is not None:
+      return cached
+    audio = np.asarray(example["audio"], np.float32)
+    fps = float(example.get("fps", DEFAULT_FPS))
+    if name == "mfcc":
+      windows = features.mfcc_windows(audio, SAMPLE_RATE, fps, num_frames=length)
+    else:
+      windows = features.log_mel_windows(audio, SAMPLE_RATE, fps, num_frames=length, n_mels=LOG_MEL_BANDS)
+    windows = np.asarray(windows, np.float32)
+    if self._cache_bytes + windows.nbytes <= self.CACHE_BYTES:
+      self._cache[(key, name)] = windows
+      self._cache_bytes += windows.nbytes
+    return windows
 
   def _reference_frame(self, example, key: int, start: int, rng: np.random.Generator) -> np.ndarray:
     if self.reference == "other_utterance":
@@ -187,13 +216,8 @@ class SampleClipWindow(grain.RandomMapTransform):
         "frames": _to_unit_range(_read_frames(example["frames"], window)),
         "reference": _to_unit_range(self._reference_frame(example, key, start, rng)),
     }
-    audio = np.asarray(example["audio"], np.float32)
-    fps = float(example.get("fps", DEFAULT_FPS))
-    if "mfcc" in self.audio_features:
-      out["mfcc"] = features.mfcc_windows(audio, SAMPLE_RATE, fps, num_frames=t, start_frame=start)
-    if "log_mel" in self.audio_features:
-      out["log_mel"] = features.log_mel_windows(audio, SAMPLE_RATE, fps, num_frames=t, n_mels=LOG_MEL_BANDS,
-                                                start_frame=start)
+    for name in self.audio_features:
+      out[name] = self._clip_windows(example, key, name, length)[start:start + t]
     out["landmarks"] = np.asarray(example["landmarks"][start:start + t], np.float32)
     out["mouth_open_gt"] = _window_or_zeros(example, "mouth_open_gt", start, t, np.float32)
     out["blink_gt"] = _window_or_zeros(example, "blink_gt", start, t, np.int32)
