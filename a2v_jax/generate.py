@@ -1,7 +1,10 @@
 r"""Photo + audio -> lip-synced talking-head mp4 (H.264 + AAC, original audio).
 
-  python -m a2v_jax.generate --model=EXPORT_DIR --image=photo.jpg \
-      --audio=speech.wav --out=out.mp4 [--adapt_epochs=5] [--paste_back]
+  python -m a2v_jax.generate --image=photo.jpg --audio=speech.wav \
+      --out=out.mp4 [--model=EXPORT_DIR] [--adapt_epochs=5] [--paste_back]
+
+Without --model it uses the model shipped in the package (a2v_jax/pretrained,
+trained on real GRID speech and faces).
 
 Batches: --image, --audio and --out take comma-separated lists (one image or
 one audio is reused for every request), or --manifest=FILE gives a CSV with
@@ -34,6 +37,7 @@ from a2v_jax import adaptation
 from a2v_jax import export as export_lib
 from a2v_jax import inference
 from a2v_jax import photo as photo_lib
+from a2v_jax import pretrained
 from a2v_jax.audio import io as audio_io
 from a2v_jax.media import stream_writer
 from a2v_jax.media import video
@@ -50,7 +54,9 @@ def define_flags() -> None:
   if "manifest" in FLAGS:
     return
   flags.DEFINE_string("model", None,
-                      "Export directory (python -m a2v_jax.export).")
+                      "Export directory (python -m a2v_jax.export); default:"
+                      " the shipped model trained on real GRID speech"
+                      " (a2v_jax/pretrained).")
   flags.DEFINE_list("image", [], "Photo(s), comma-separated.")
   flags.DEFINE_list("audio", [], "Audio file(s), comma-separated; any format "
                     "ffmpeg reads.")
@@ -238,16 +244,15 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
 
 
 _ERRORS = (RequestError, stream_writer.StreamWriterError, video.VideoError,
-           export_lib.ExportError, photo_lib.PhotoError, audio_io.AudioError)
+           export_lib.ExportError, photo_lib.PhotoError, audio_io.AudioError,
+           pretrained.ShippedModelError)
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    if not FLAGS.model:
-      raise RequestError("pass --model=EXPORT_DIR (written by python -m "
-                         "a2v_jax.export)")
+    model = FLAGS.model or pretrained.model_dir()
     if FLAGS.manifest:
       if FLAGS.image or FLAGS.audio or FLAGS.out:
         raise RequestError("pass either --manifest or --image/--audio/--out,"
@@ -255,7 +260,7 @@ def main(argv: Sequence[str]) -> None:
       requests = read_manifest(FLAGS.manifest)
     else:
       requests = requests_from_lists(FLAGS.image, FLAGS.audio, FLAGS.out)
-    results = run(FLAGS.model, requests, adapt_epochs=FLAGS.adapt_epochs,
+    results = run(model, requests, adapt_epochs=FLAGS.adapt_epochs,
                   adapt_learning_rate=FLAGS.adapt_learning_rate,
                   adapt_batch=FLAGS.adapt_batch,
                   adapt_batching=FLAGS.adapt_batching,

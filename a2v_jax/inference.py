@@ -137,6 +137,13 @@ class TalkingHead:
     """Loads `export_dir` (see a2v_jax.export); kwargs go to __init__."""
     return cls(export_lib.load_export(export_dir), **kwargs)
 
+  @classmethod
+  def pretrained(cls, name: str = "grid_s1", **kwargs) -> "TalkingHead":
+    """The model shipped in the package (a2v_jax/pretrained): by default the
+    one trained on real GRID speech and faces; kwargs go to __init__."""
+    from a2v_jax import pretrained as pretrained_lib  # pylint: disable=g-import-not-at-top
+    return cls.from_export(pretrained_lib.model_dir(name), **kwargs)
+
   # ---------------------------------------------------------------- photo --
 
   @property
