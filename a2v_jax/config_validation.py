@@ -2,42 +2,33 @@
 
 A misspelt key or an unknown choice fails before anything is built or read,
 with one line that names the key and lists what is valid. The reference for
-names is the shared base `configs/common.py`; network sections are checked
+names is the base config, a2v_jax/base_config.py; network sections are checked
 against the attributes of the flax module they configure.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from typing import Any, Iterable
 
 import ml_collections
 
+from a2v_jax import base_config
 from a2v_jax import curriculum
 from a2v_jax import losses
+from a2v_jax import networks
+from a2v_jax.audio import features
+from a2v_jax.models import conv_lowering
 from a2v_jax.models import layers
 
 TASKS = ('a2v', 'ds2_ctc', 'syncnet', 'eye', 'lipnet')
 DATASETS = ('grid', 'lombard_grid', 'synthetic', 'random')
 CROPS = (64, 128, 256)
-AUDIO_FEATURES = ('mfcc', 'log_mel')
 MISSING_PRETRAINED = ('error', 'pretrain', 'random')
 
-# config.model.<key> -> (module path, class name) of the network it sets up.
-MODEL_CLASSES = {
-    'generator': ('a2v_jax.models.spade', 'SPADEGenerator'),
-    'frame_d': ('a2v_jax.models.patchgan', 'MultiScalePatchGAN'),
-    'temporal_d': ('a2v_jax.models.temporal', 'MultiScaleTemporalDiscriminator'),
-    'syncnet': ('a2v_jax.models.syncnet', 'SyncNet'),
-    'ds2': ('a2v_jax.models.deepspeech2', 'DeepSpeech2'),
-    'eye': ('a2v_jax.models.eye', 'EyeLandmarkNet'),
-}
 # config.model.perceptual holds vgg.default_config() keys (arch, layers,
 # layer_weights, weights_path), not module attributes.
 _PERCEPTUAL_KEYS = ('arch', 'layers', 'layer_weights', 'weights_path')
-# flax.linen.Module bookkeeping fields, never set from a config.
-_MODULE_INTERNAL = ('parent', 'name')
 
 
 class ConfigError(ValueError):
@@ -83,28 +74,25 @@ def _check_keys(path: str, cfg: Any, reference: Any) -> None:
             f'expected {type(ref).__name__}')
 
 
-def module_fields(key: str) -> tuple[str, ...]:
-  """Names a config.model.<key> section may set (the module's attributes)."""
-  module_name, class_name = MODEL_CLASSES[key]
-  cls = getattr(importlib.import_module(module_name), class_name)
-  return tuple(f.name for f in dataclasses.fields(cls)
-               if f.name not in _MODULE_INTERNAL)
-
-
 def _check_models(config: Any) -> None:
   _check_keys('model.', {k: None for k in config.model.keys()},
-              {k: None for k in (*MODEL_CLASSES, 'perceptual')})
+              {k: None for k in (*networks.NETWORKS, 'perceptual')})
   needed = ('ds2', 'syncnet', 'eye') if config.task != 'a2v' else (
-      *MODEL_CLASSES, 'perceptual')
+      *networks.NETWORKS, 'perceptual')
   for key in config.model.keys():
     if key not in needed:
       continue
-    valid = (_PERCEPTUAL_KEYS if key == 'perceptual' else module_fields(key))
+    valid = (_PERCEPTUAL_KEYS if key == 'perceptual'
+             else networks.module_fields(key))
     for name in config.model[key].keys():
       if name not in valid:
         raise ConfigError(
             f'config.model.{key}.{name} is not a setting of that network; '
             f'valid names: {_choices(valid)}')
+    if 'conv_lowering' in config.model[key]:
+      _check_choice(f'model.{key}.conv_lowering',
+                    config.model[key].conv_lowering,
+                    conv_lowering.CONFIG_CHOICES)
 
 
 def _check_curriculum(c: Any) -> None:
@@ -137,15 +125,15 @@ def validate_config(config: Any) -> None:
   Raises:
     ConfigError: with one line naming the bad key and the valid choices.
   """
-  from configs import common  # pylint: disable=g-import-not-at-top
-  reference = common.get_config()
+  reference = base_config.get_config()
   _check_keys('', config, reference)
   _check_choice('task', config.task, TASKS)
   d = config.dataset
   _check_choice('dataset.name', d.name, DATASETS)
   if d.name != 'random':
     _check_choice('dataset.crop', d.crop, CROPS)
-  _check_choice('dataset.audio_features', d.audio_features, AUDIO_FEATURES)
+  _check_choice('dataset.audio_features', d.audio_features,
+                features.AUDIO_FEATURES)
   _check_choice('loss.gan_mode', config.loss.gan_mode, losses.GAN_MODES)
   _check_choice('compute_dtype', config.compute_dtype, layers.COMPUTE_DTYPES)
   _check_choice('pretrain.syncnet_objective',

@@ -39,6 +39,15 @@ LOSS_TERMS = (
 PHASE_NAMES = ('phase1', 'phase2', 'phase3')
 ADVANCE_MODES = ('steps', 'stable', 'either')
 
+# Paper §4: phase 1 = adversarial + feature matching + perceptual; phase 2 adds
+# temporal adversarial, sync contrastive and lower-half L1; phase 3 adds blink.
+# The weights the paper leaves unstated follow pix2pixHD (feature matching
+# and VGG weight 10; our choice).
+_PHASE1 = dict(adversarial=1.0, feature_matching=10.0, perceptual=10.0)
+_PHASE2 = dict(_PHASE1, temporal_adversarial=1.0, contrastive=1.0,
+               reconstruction=10.0)
+_PHASE3 = dict(_PHASE2, blink=1.0)
+
 # Which discriminator trains alongside which generator term: a discriminator
 # whose terms all have weight 0 is held fixed (its update is discarded).
 DISCRIMINATOR_TERMS = {
@@ -50,6 +59,13 @@ DISCRIMINATOR_TERMS = {
 
 class CurriculumError(ValueError):
   """A curriculum setting is invalid."""
+
+
+def paper_weights() -> dict[str, dict[str, float]]:
+  """The paper's curriculum: phase name -> {term: weight} over every term
+  (config.curriculum.weights of the base config)."""
+  return {name: {t: float(weights.get(t, 0.0)) for t in LOSS_TERMS}
+          for name, weights in zip(PHASE_NAMES, (_PHASE1, _PHASE2, _PHASE3))}
 
 
 def term_index(name: str) -> int:

@@ -38,6 +38,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from a2v_jax import networks
+from a2v_jax.audio import features as features_lib
 from a2v_jax.face import align
 from a2v_jax.models import deepspeech2
 from a2v_jax.models import spade
@@ -45,7 +47,6 @@ from a2v_jax.models import spade
 # Bump when the layout of an export changes; loading refuses other versions.
 FORMAT_VERSION = 1
 EXPORT_KIND = "a2v_jax.inference_export"
-AUDIO_FEATURES = ("mfcc", "log_mel")
 # Preprocessing keys and their defaults (None = required).
 _PREPROCESSING_DEFAULTS = {
     "crop": None,
@@ -112,9 +113,9 @@ def resolve_preprocessing(preprocessing: Mapping[str, Any]) -> dict:
   if out["crop"] is None:
     raise ExportError("preprocessing needs 'crop' (the aligned face size)")
   out["crop"] = int(out["crop"])
-  if out["audio_features"] not in AUDIO_FEATURES:
+  if out["audio_features"] not in features_lib.AUDIO_FEATURES:
     raise ExportError(f"preprocessing audio_features="
-                      f"{out['audio_features']!r}; use one of {AUDIO_FEATURES}")
+                      f"{out['audio_features']!r}; use one of {features_lib.AUDIO_FEATURES}")
   out["fps"] = float(out["fps"])
   out["sample_rate"] = int(out["sample_rate"])
   out["n_mfcc"] = int(out["n_mfcc"])
@@ -164,15 +165,6 @@ def _plain(obj: Any) -> Any:
   return str(obj)
 
 
-def lists_to_tuples(obj: Any) -> Any:
-  """JSON lists back to tuples (flax module attributes must be hashable)."""
-  if isinstance(obj, Mapping):
-    return {k: lists_to_tuples(v) for k, v in obj.items()}
-  if isinstance(obj, list):
-    return tuple(lists_to_tuples(v) for v in obj)
-  return obj
-
-
 def _as_variables(tree: Any) -> dict:
   """Accepts a variables dict or a bare params tree."""
   tree = dict(tree)
@@ -182,10 +174,10 @@ def _as_variables(tree: Any) -> dict:
 
 
 def create_generator(generator_config: Mapping[str, Any]) -> spade.SPADEGenerator:
-  """SPADEGenerator from its keyword arguments (an ExportError if invalid)."""
+  """SPADEGenerator from its keyword arguments (an ExportError if invalid),
+  its convolution lowering chosen for this process's backend."""
   try:
-    return spade.SPADEGenerator(
-        **lists_to_tuples(dict(generator_config)))
+    return networks.build("generator", generator_config)
   except (TypeError, ValueError) as e:
     raise ExportError(f"generator config does not fit this version's "
                       f"SPADEGenerator ({_one_line(e)}); re-export the model "
@@ -196,8 +188,7 @@ def create_encoder(encoder_config: Mapping[str, Any],
                    **overrides) -> deepspeech2.DeepSpeech2:
   """DeepSpeech2 from its keyword arguments (an ExportError if invalid)."""
   try:
-    return deepspeech2.DeepSpeech2(**{**lists_to_tuples(dict(encoder_config)),
-                                      **overrides})
+    return networks.build("ds2", encoder_config, **overrides)
   except (TypeError, ValueError) as e:
     raise ExportError(f"audio encoder config does not fit this version's "
                       f"DeepSpeech2 ({_one_line(e)}); re-export the model "
@@ -434,9 +425,9 @@ def load_export(export_dir: str | os.PathLike) -> Export:
                       f"truncated or do not fit its config ({_one_line(e)}); "
                       "export the model again") from None
   return Export(
-      generator_config=lists_to_tuples(gen_cfg),
+      generator_config=networks.lists_to_tuples(gen_cfg),
       generator_variables=variables["generator"],
-      encoder_config=lists_to_tuples(enc_cfg),
+      encoder_config=networks.lists_to_tuples(enc_cfg),
       encoder_variables=variables["encoder"],
       preprocessing=prep,
       train_config=dict(metadata.get("train_config") or {}),
@@ -447,12 +438,6 @@ def _one_line(e: BaseException) -> str:
   text = " ".join(str(e).split())
   text = text if text else type(e).__name__
   return text[:200] + ("..." if len(text) > 200 else "")
-
-
-def module_config(module: Any) -> dict:
-  """Every constructor attribute of a flax module (its full config)."""
-  return {f.name: getattr(module, f.name) for f in dataclasses.fields(module)
-          if f.name not in ("parent", "name")}
 
 
 def export_from_workdir(workdir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -484,10 +469,11 @@ def export_from_workdir(workdir: str | os.PathLike, out_dir: str | os.PathLike,
     raise ExportError(f"{workdir} is not a OneShotA2V training run (task "
                       f"{config.get('task')!r}); export the run of the main "
                       "model, not a helper network's pretraining")
-  generator = spade.SPADEGenerator(**dict(config.model.generator))
-  encoder = deepspeech2.DeepSpeech2(**dict(config.model.ds2))
+  generator_config = networks.network_config("generator",
+                                              config.model.generator)
+  encoder_config = networks.network_config("ds2", config.model.ds2)
   # pretrained.missing='pretrain' trains it into <workdir>/pretrained/ds2
-  # (train.load_pretrained -> pretrain.pretrain_helper), checkpoints/ inside.
+  # (pretrain.load_pretrained -> pretrain.pretrain_helper), checkpoints/ inside.
   ds2_path = config.pretrained.ds2_ckpt or os.path.join(
       workdir, "pretrained", "ds2", "checkpoints")
   if not os.path.isdir(ds2_path):
@@ -504,9 +490,9 @@ def export_from_workdir(workdir: str | os.PathLike, out_dir: str | os.PathLike,
                        encoder_window_frames=dataset.num_frames)
   logging.info("Exporting step %s of %s.", meta.get("step"), workdir)
   return export_model(out_dir,
-                      generator_config=module_config(generator),
+                      generator_config=generator_config,
                       generator_params=tree["ema_g_params"],
-                      encoder_config=module_config(encoder),
+                      encoder_config=encoder_config,
                       encoder_params=ds2_tree["variables"],
                       preprocessing=preprocessing,
                       train_config=dict(config.to_dict(),

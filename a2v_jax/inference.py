@@ -42,6 +42,7 @@ import tqdm
 
 from a2v_jax import adaptation
 from a2v_jax import export as export_lib
+from a2v_jax import networks
 from a2v_jax import photo as photo_lib
 from a2v_jax.audio import features as features_lib
 from a2v_jax.audio import io as audio_io
@@ -57,16 +58,14 @@ ImageInput = str | os.PathLike | bytes | np.ndarray | photo_lib.AlignedPhoto
 @functools.partial(jax.jit, static_argnums=0)
 def _encode(encoder, encoder_variables, windows):
   """windows [C, W, S, F] -> the features at each window's centre [C, D]."""
-  feats, _ = encoder.apply(encoder_variables, windows, train=False)
-  return feats[:, windows.shape[1] // 2]
+  return networks.centre_features(encoder, encoder_variables, windows)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _render(generator, generator_variables, face, feats):
   """face [1, H, W, 3] in [-1, 1], feats [C, D] -> uint8 frames [C, H, W, 3]."""
-  n = feats.shape[0]
-  reference = jnp.broadcast_to(face, (n,) + face.shape[1:])
-  frames = generator.apply(generator_variables, reference, feats)
+  frames = networks.render_frames(generator, generator_variables, face,
+                                  feats[None])[0][0]
   return jnp.clip(jnp.round((frames + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 

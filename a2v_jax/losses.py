@@ -27,6 +27,10 @@ class LossConfigError(ValueError):
   """An unknown loss mode or mismatched loss inputs."""
 
 
+class NonFiniteLossError(FloatingPointError):
+  """A loss term became NaN or Inf; the run stops."""
+
+
 def _check_mode(mode: str) -> None:
   if mode not in GAN_MODES:
     raise LossConfigError(f"unknown GAN loss {mode!r}; use one of {GAN_MODES}")

@@ -44,7 +44,7 @@ INPUT_ERRORS = (config_validation.ConfigError, checkpointing.CheckpointError,
                 curriculum.CurriculumError, data_sources.DataSourceError,
                 distributed.DistributedConfigError, losses.LossConfigError,
                 spade.SPADEConfigError, patchgan.PatchGANConfigError,
-                temporal.TemporalConfigError, train.NonFiniteLossError)
+                temporal.TemporalConfigError, losses.NonFiniteLossError)
 
 
 def main(argv):

@@ -20,7 +20,6 @@ Each writes `<workdir>/checkpoints` with the item state = {'variables',
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import os
 import time
@@ -36,8 +35,12 @@ import numpy as np
 import optax
 
 from a2v_jax import checkpointing
+from a2v_jax import config_validation
+from a2v_jax import data_sources
 from a2v_jax import losses
 from a2v_jax import metrics_writer
+from a2v_jax import networks
+from a2v_jax import parallel
 from a2v_jax.models import deepspeech2
 from a2v_jax.models import eye
 from a2v_jax.models import lipnet
@@ -93,7 +96,6 @@ def _lipnet_batches(source, config, batch_size: int, seed: int) -> Iterator:
   box per clip, lipnet.crop_mouths); half the clips are mirrored
   (LipNet's augmentation).
   """
-  from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
   t_max = config.pretrain.num_frames
   hw = tuple(lipnet_config(config).mouth_hw)
 
@@ -225,7 +227,7 @@ def _setup(config):
   task = config.task
   m = config.model
   if task == 'ds2_ctc':
-    model = deepspeech2.DeepSpeech2(**dict(m.ds2))
+    model = networks.build('ds2', m.ds2)
     return model, lambda src, bs, seed: _ctc_batches(src, config, bs, seed), (
         _ds2_loss)
   if task == 'lipnet':
@@ -233,7 +235,7 @@ def _setup(config):
     return model, lambda src, bs, seed: _lipnet_batches(src, config, bs,
                                                         seed), _lipnet_loss
   if task == 'syncnet':
-    model = syncnet.SyncNet(**dict(m.syncnet))
+    model = networks.build('syncnet', m.syncnet)
     length = 5 + 2 * config.pretrain.max_shift
     return model, lambda src, bs, seed: _window_batches(
         src, config, bs, seed, length), functools.partial(
@@ -241,7 +243,7 @@ def _setup(config):
             margin=config.loss.contrastive_margin,
             objective=config.pretrain.syncnet_objective,
             temperature=config.pretrain.syncnet_temperature)
-  model = eye.EyeLandmarkNet(**dict(m.eye))
+  model = networks.build('eye', m.eye)
   return model, lambda src, bs, seed: _window_batches(
       src, config, bs, seed, config.dataset.num_frames), functools.partial(
           _eye_loss, crop=config.dataset.crop)
@@ -260,26 +262,39 @@ def _init_inputs(task, model, batch):
   return (batch['frames'][:, 0],)
 
 
+def _log(task: str, done: int, num_steps: int, steps_per_s: float, parts,
+         writer) -> None:
+  """Logs and writes one step's loss parts; stops on a NaN or Inf."""
+  parts = {k: float(v) for k, v in parts.items()}
+  bad = [k for k, v in parts.items() if not np.isfinite(v)]
+  if bad:
+    raise losses.NonFiniteLossError(
+        f'{task} pretraining: {bad[0]} is {parts[bad[0]]} at step {done}; '
+        f'the last good checkpoint is untouched')
+  logging.info('%s step %d/%d | %.2f steps/s | %s', task, done, num_steps,
+               steps_per_s, ' '.join(f'{k}={v:.4f}' for k, v in parts.items()))
+  writer.write_scalars(done, {f'{task}/{k}': v for k, v in parts.items()})
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Pretrains the helper network of config.task into `workdir`.
 
   Returns:
     The trained variables (host numpy).
   """
-  from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
-  from a2v_jax import train  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(workdir)
   model, make_batches, loss_fn = _setup(config)
   source = data_sources.create_source(config, workdir, config.dataset.split)
   local_batch = config.batch_size // jax.process_count()
   batches = make_batches(source, local_batch, config.seed)
   first = next(batches)
-  mesh = train.create_mesh()
+  mesh = parallel.create_mesh()
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P('data'))
   rng = jax.random.PRNGKey(config.seed)
-  # Compiled unoptimised, as train.py's init: it runs once.
-  variables = jax.jit(model.init, compiler_options=train.INIT_COMPILER_OPTIONS)(
+  # Compiled unoptimised, as the GAN state's init: it runs once.
+  variables = jax.jit(model.init,
+                      compiler_options=networks.INIT_COMPILER_OPTIONS)(
       rng, *_init_inputs(config.task, model, first))
   helper = {task: name for name, task in HELPER_TASKS.items()}.get(config.task)
   network_metadata = ({'network_config': network_config(
@@ -325,18 +340,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       state, parts = jitted(state, batch)
       done = step + 1
       if done % config.log_every_steps == 0 or done == num_steps:
-        parts = {k: float(v) for k, v in jax.device_get(parts).items()}
-        bad = [k for k, v in parts.items() if not np.isfinite(v)]
-        if bad:
-          raise train.NonFiniteLossError(
-              f'{config.task} pretraining: {bad[0]} is {parts[bad[0]]} at '
-              f'step {done}; the last good checkpoint is untouched')
-        rate = (done - start) / max(time.time() - t0, 1e-9)
-        logging.info('%s step %d/%d | %.2f steps/s | %s', config.task, done,
-                     num_steps, rate, ' '.join(
-                         f'{k}={v:.4f}' for k, v in parts.items()))
-        writer.write_scalars(done, {f'{config.task}/{k}': v
-                                    for k, v in parts.items()})
+        _log(config.task, done, num_steps, (done - start) / max(
+            time.time() - t0, 1e-9), jax.device_get(parts), writer)
       if done % config.ckpt_every_steps == 0 or done == num_steps:
         ckpt.save(done, state, {'config': config.to_dict(),
                                 'task': config.task, 'step': done,
@@ -367,14 +372,10 @@ _LEGACY_DEFAULTS = {'ds2': {'normalize_input': True}}
 def network_config(name: str, settings: Any, legacy: bool = False) -> dict:
   """Every constructor attribute of helper `name` built from config.model
   settings, as plain JSON (what a checkpoint records and reuse compares)."""
-  from a2v_jax import config_validation  # pylint: disable=g-import-not-at-top
-  from a2v_jax import export  # pylint: disable=g-import-not-at-top
-  module_path, class_name = config_validation.MODEL_CLASSES[name]
   settings = dict(settings)
   if legacy:
     settings = {**_LEGACY_DEFAULTS.get(name, {}), **settings}
-  cls = getattr(importlib.import_module(module_path), class_name)
-  out = export.module_config(cls(**export.lists_to_tuples(settings)))
+  out = networks.network_config(name, settings)
   if name == 'ds2':
     out['normalize_input'] = deepspeech2.input_normalization(
         out['normalize_input'])
@@ -414,7 +415,7 @@ def pretrain_helper(name: str, config: ml_collections.ConfigDict,
     ckpt = checkpointing.Checkpointer(path)
     steps = ckpt.latest_step()
     ckpt.close()
-    # train.load_pretrained checks its network config (check_saved_network).
+    # load_pretrained checks its network config (check_saved_network).
     if steps is not None and steps >= config.pretrain[f'{name}_steps']:
       logging.info('Reusing pretrained %s from %s.', name, path)
       return path
@@ -424,6 +425,41 @@ def pretrain_helper(name: str, config: ml_collections.ConfigDict,
     helper.dataset.corpus_dir = corpus_dir
   train_and_evaluate(helper, workdir)
   return path
+
+
+def load_pretrained(config: ml_collections.ConfigDict, workdir: str
+                    ) -> dict[str, Any]:
+  """Variables of the frozen helper networks, by `config.pretrained` path.
+
+  With config.pretrained.missing='pretrain', a helper without a path is
+  pretrained into <workdir>/pretrained/<name> first (or reused from there).
+
+  Returns:
+    {'ds2', 'syncnet', 'eye'} -> variables, or None for random init.
+  """
+  out = {}
+  for name in HELPER_TASKS:
+    path = config.pretrained[f'{name}_ckpt']
+    mode = config.pretrained.missing
+    if not path and mode == 'pretrain':
+      path = pretrain_helper(
+          name, config, os.path.join(workdir, 'pretrained', name),
+          corpus_dir=data_sources.default_corpus_dir(config, workdir))
+    if not path:
+      if mode == 'error':
+        raise config_validation.ConfigError(
+            f'config.pretrained.{name}_ckpt is empty; pretrain it with '
+            f'configs/{HELPER_TASKS[name]}_grid.py and give its '
+            f'workdir/checkpoints path, or set pretrained.missing to '
+            f"'pretrain' or 'random'")
+      logging.warning('No pretrained %s: random init (smoke test only).', name)
+      out[name] = None
+      continue
+    tree, meta = checkpointing.load_state_tree(path)
+    if meta.get('task') == HELPER_TASKS[name]:
+      check_saved_network(name, config, meta, path)
+    out[name] = tree['variables']  # what train_and_evaluate saves
+  return out
 
 
 def main(argv) -> None:

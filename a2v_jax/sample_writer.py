@@ -14,23 +14,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from a2v_jax import data_sources
 from a2v_jax import metrics_writer
+from a2v_jax import networks
+from a2v_jax.audio import features
 
 
 def _generate_frames(nets, g_vars, ds2_vars, reference, windows):
-  from a2v_jax import train  # pylint: disable=g-import-not-at-top
-  return train.generate_frames(nets, g_vars, ds2_vars, reference, windows)[0]
+  """reference [B, H, W, 3], windows [B, T, S, F] -> frames [B, T, H, W, 3]
+  (as in training: each frame's features from the item's one window)."""
+  return networks.generate_frames(nets, g_vars, ds2_vars, reference,
+                                  windows)[0]
 
 
 def _generate_clip(nets, g_vars, ds2_vars, reference, windows):
   """reference [1, H, W, 3], windows [T, W, S, F] (clip_windows) -> frames
   [T, H, W, 3]: each frame's features from the centre of its own window."""
-  from a2v_jax import train  # pylint: disable=g-import-not-at-top
-  feats, _ = nets.ds2.apply(ds2_vars, windows, train=False)
-  t = windows.shape[0]
-  ref = jnp.broadcast_to(reference, (t,) + reference.shape[1:])
-  return train.apply_net(nets.generator, g_vars, ref,
-                         feats[:, windows.shape[1] // 2])[0]
+  feats = networks.centre_features(nets.ds2, ds2_vars, windows)
+  return networks.render_frames(nets.generator, g_vars, reference,
+                                feats[None])[0][0]
 
 
 def clip_windows(clip: dict, window_frames: int,
@@ -46,8 +48,6 @@ def clip_windows(clip: dict, window_frames: int,
   Returns:
     float32 [T, W, 20, F].
   """
-  from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
-  from a2v_jax.audio import features  # pylint: disable=g-import-not-at-top
   t = len(clip['frames'])
   fn = (features.mfcc_windows if audio_features == 'mfcc'
         else features.log_mel_windows)
@@ -85,7 +85,6 @@ class SampleWriter:
         jnp.asarray(clip['frames'][:1]), jnp.asarray(clip['encoder_windows'])))
 
   def _eval_clips(self):
-    from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
     if not hasattr(self, '_clips'):
       source = data_sources.create_source(
           self.config, self.workdir, self.config.dataset.eval_split)
@@ -100,7 +99,7 @@ class SampleWriter:
     """Networks of the evaluators that need one: the frozen pretrained
     SyncNet (not the sync discriminator, which keeps training) for
     'lip_sync', and config.pretrained.lipnet_ckpt for 'wer'."""
-    from a2v_jax.evaluation import networks  # pylint: disable=g-import-not-at-top
+    from a2v_jax.evaluation import networks as eval_networks  # pylint: disable=g-import-not-at-top
     evals, pre = tuple(self.config.evals), self.config.pretrained
     options = {}
     if 'lip_sync' in evals:
@@ -112,7 +111,7 @@ class SampleWriter:
         raise ValueError("config.evals has 'lip_sync' but "
                          "config.pretrained.syncnet_ckpt is empty; give a "
                          "SyncNet checkpoint or drop 'lip_sync'")
-      s = networks.load_syncnet(pre.syncnet_ckpt)
+      s = eval_networks.load_syncnet(pre.syncnet_ckpt)
       options['lip_sync'] = dict(embed_video=s.embed_video,
                                  embed_audio=s.embed_audio,
                                  prepare_faces=s.prepare_faces)
@@ -121,8 +120,8 @@ class SampleWriter:
         raise ValueError("config.evals has 'wer' but "
                          "config.pretrained.lipnet_ckpt is empty; train one "
                          "with configs/lipnet_grid.py or drop 'wer'")
-      options['wer'] = networks.lipnet_options(
-          networks.load_lipnet(pre.lipnet_ckpt))
+      options['wer'] = eval_networks.lipnet_options(
+          eval_networks.load_lipnet(pre.lipnet_ckpt))
     return options
 
   def evaluate(self, state, frozen) -> dict[str, float]:
@@ -159,7 +158,6 @@ class SampleWriter:
     self.writer.write_images(step, {'samples/reference_real_generated': grid})
     try:
       if self._clip is None:
-        from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
         source = data_sources.create_source(
             self.config, self.workdir, self.config.dataset.eval_split)
         self._clip = data_sources.load_clip(

@@ -2,12 +2,12 @@ r"""Times each form of a2v_jax's 'tuned' conv lowering against plain XLA.
 
   python benchmarks/conv_forms.py [--threads=2] [--batch=4]
 
-The generator's 'tuned' lowering (a2v_jax/models/layers.py, the default on
+The generator's 'tuned' lowering (a2v_jax/models/conv_lowering.py, the default on
 the CPU backend) picks per-shape forms of its stride-1 convs, bias adds and
 instance norms. This prints, for the conv shapes of NVlabs' SPADE generator
 at 128 px ngf 64 and 64 px ngf 16, milliseconds of forward and of
 forward+backward (gradients for input and kernel of sum(conv * r)) with
-XLA's autodiff and with `layers.conv2d_tuned`, then the same for instance
+XLA's autodiff and with `conv_lowering.conv2d_tuned`, then the same for instance
 norm and for the bias gradient (a sum over all pixels). Best of 3 runs.
 """
 
@@ -41,6 +41,7 @@ def main(argv):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
+  from a2v_jax.models import conv_lowering  # pylint: disable=import-outside-toplevel
   from a2v_jax.models import layers  # pylint: disable=import-outside-toplevel
 
   rng = np.random.default_rng(0)
@@ -50,8 +51,8 @@ def main(argv):
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; ms, best of 3")
   print(f"{'3x3 conv':<22}{'xla fwd':>9}{'tuned fwd':>10}"
         f"{'xla f+b':>9}{'tuned f+b':>10}")
-  plain = lambda x, k: layers._conv(x, k, (1, 1), pad)  # pylint: disable=protected-access
-  tuned = lambda x, k: layers.conv2d_tuned(x, k, pad)
+  plain = lambda x, k: conv_lowering.plain_conv(x, k, (1, 1), pad)
+  tuned = lambda x, k: conv_lowering.conv2d_tuned(x, k, pad)
   for hw, cin, cout in _CONV_SHAPES:
     x = jnp.asarray(rng.standard_normal((b, hw, hw, cin)), jnp.float32)
     k = jnp.asarray(rng.standard_normal((3, 3, cin, cout)) * 0.05,
@@ -72,16 +73,16 @@ def main(argv):
     x = jnp.asarray(rng.standard_normal((b, hw, hw, c)) * 2 + 1, jnp.float32)
     r = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
     row = []
-    for norm in (layers.instance_norm, layers.instance_norm_tuned):
+    for norm in (layers.instance_norm, conv_lowering.instance_norm_tuned):
       row.append(_ms(jax.jit(norm), x))
-    for norm in (layers.instance_norm, layers.instance_norm_tuned):
+    for norm in (layers.instance_norm, conv_lowering.instance_norm_tuned):
       row.append(_ms(jax.jit(jax.grad(lambda x, f=norm: jnp.sum(f(x) * r))),
                      x))
     print(f"{f'norm {hw}x{hw}x{c}':<22}{row[0]:>9.1f}{row[1]:>10.1f}"
           f"{row[2]:>9.1f}{row[3]:>10.1f}", flush=True)
     bias = jnp.zeros((c,), jnp.float32)
     row = []
-    for add in (lambda y, bb: y + bb, layers.add_bias):
+    for add in (lambda y, bb: y + bb, conv_lowering.add_bias):
       row.append(_ms(jax.jit(jax.grad(
           lambda bb, f=add: jnp.sum(f(x, bb) * r))), bias))
     print(f"{f'bias grad {hw}x{hw}x{c}':<22}{'':>9}{'':>10}"

@@ -41,10 +41,9 @@ import soundfile as sf
 from a2v_jax import export
 from a2v_jax import generate
 from a2v_jax import inference
+from a2v_jax import networks
 from a2v_jax import photo
 from a2v_jax.media import video
-from a2v_jax.models import deepspeech2
-from a2v_jax.models import spade
 from configs import common
 from configs import synthetic
 
@@ -82,8 +81,8 @@ def speech_like(seconds: float, sample_rate: int = 16000) -> np.ndarray:
 def random_export(out_dir: str, crop: int, config_name: str) -> str:
   """A random-weight export of the default (or demo) model at `crop`."""
   c = (common if config_name == "default" else synthetic).get_config()
-  gen = export.module_config(spade.SPADEGenerator(**dict(c.model.generator)))
-  enc = export.module_config(deepspeech2.DeepSpeech2(**dict(c.model.ds2)))
+  gen = networks.network_config("generator", c.model.generator)
+  enc = networks.network_config("ds2", c.model.ds2)
   return export.export_random_model(
       out_dir, generator_config=gen, encoder_config=enc,
       preprocessing=export.default_preprocessing(

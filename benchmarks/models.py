@@ -1,7 +1,7 @@
 r"""Benchmarks every network in a2v_jax/models: params, FLOPs, speed, memory.
 
   python benchmarks/models.py --nets=spade_nvlabs,spade_nvlabs64 \
-      --batch_sizes=1,4 --threads=2 --steps=5 --repeats=3 [--matmul_kernel_grad]
+      --batch_sizes=1,4 --threads=2 --steps=5 --repeats=3 [--conv_lowering=xla]
   python benchmarks/models.py --nets=spade,patchgan,temporal \
       --dtype=bfloat16 --batch_sizes=16      # on a GPU: % of its bf16 peak
 
@@ -44,16 +44,11 @@ _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads for XLA.")
 _STEPS = flags.DEFINE_integer("steps", 3, "Timed steps per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; the best is kept.")
 _MODES = flags.DEFINE_list("modes", ["fwd", "fwdbwd"], "fwd and/or fwdbwd.")
-_MATMUL_KERNEL_GRAD = flags.DEFINE_bool(
-    "matmul_kernel_grad", False,
-    "SPADE nets: kernel gradients as k*k matmuls "
-    "(SPADEGenerator.matmul_kernel_grad; faster only against YNNPACK's "
-    "conv kernel gradients, see a2v_jax/xla_cpu.py).")
 _CONV_LOWERING = flags.DEFINE_string(
     "conv_lowering", "auto",
     "conv_lowering of spade*, patchgan and temporal ('auto' = 'tuned' on "
     "the CPU, 'xla' elsewhere; compare 'xla', 'stride1_2d' and 'tuned', "
-    "see a2v_jax/models/layers.py and benchmarks/conv_forms.py).")
+    "see a2v_jax/models/conv_lowering.py and benchmarks/conv_forms.py).")
 _DTYPE = flags.DEFINE_enum(
     "dtype", "float32", ["float32", "bfloat16"],
     "Compute dtype of spade*, patchgan and temporal (their `dtype`; "
@@ -69,34 +64,31 @@ def _own_nets(name: str, size: int, batch: int):
   """(model, positional inputs, keyword args) for this file's networks."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from a2v_jax.models import patchgan, spade, temporal  # pylint: disable=import-outside-toplevel
+  from a2v_jax.models import conv_lowering, patchgan, spade, temporal  # pylint: disable=import-outside-toplevel
 
   rng = np.random.default_rng(0)
 
   def uniform(*shape):
     return jnp.asarray(rng.uniform(-1, 1, shape), jnp.float32)
 
-  mkg = _MATMUL_KERNEL_GRAD.value
+  lowering = conv_lowering.resolve(_CONV_LOWERING.value)
   dtype = _DTYPE.value
   if name == "spade":
-    return (spade.SPADEGenerator(**spade.default_config(64),
-                                 matmul_kernel_grad=mkg, dtype=dtype,
-                                 conv_lowering=_CONV_LOWERING.value),
+    return (spade.SPADEGenerator(**spade.default_config(64), dtype=dtype,
+                                 conv_lowering=lowering),
             (uniform(batch, size, size, 3), uniform(batch, _AUDIO_DIM)))
   if name in ("spade_nvlabs", "spade_nvlabs64"):
     ngf = 64 if name == "spade_nvlabs" else 16
     return (spade.SPADEGenerator(**spade.nvlabs_reference_config(ngf),
-                                 matmul_kernel_grad=mkg, dtype=dtype,
-                                 conv_lowering=_CONV_LOWERING.value),
+                                 dtype=dtype, conv_lowering=lowering),
             (uniform(batch, size, size, 3), None))
   if name == "patchgan":
     # Conditional D input: frame and reference stacked on channels.
-    return (patchgan.MultiScalePatchGAN(dtype=dtype,
-                                        conv_lowering=_CONV_LOWERING.value),
+    return (patchgan.MultiScalePatchGAN(dtype=dtype, conv_lowering=lowering),
             (uniform(batch, size, size, 6),))
   if name == "temporal":
     return (temporal.MultiScaleTemporalDiscriminator(
-        dtype=dtype, conv_lowering=_CONV_LOWERING.value),
+        dtype=dtype, conv_lowering=lowering),
             (uniform(batch, 4, size, size, 3), uniform(batch, 4, _AUDIO_DIM)))
   raise KeyError(name)
 

@@ -47,7 +47,9 @@ def run_worker(args) -> dict:
   from a2v_jax import curriculum  # pylint: disable=g-import-not-at-top
   from a2v_jax import data_sources  # pylint: disable=g-import-not-at-top
   from a2v_jax import parallel  # pylint: disable=g-import-not-at-top
-  from a2v_jax import train  # pylint: disable=g-import-not-at-top
+  from a2v_jax import gan_step  # pylint: disable=g-import-not-at-top
+  from a2v_jax import networks  # pylint: disable=g-import-not-at-top
+  from a2v_jax import train_state  # pylint: disable=g-import-not-at-top
   from a2v_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   import importlib  # pylint: disable=g-import-not-at-top
 
@@ -67,13 +69,13 @@ def run_worker(args) -> dict:
       shard_count=1)
   batch = next(iter(loader))
   batch = {'frames': batch['frames'], 'reference': batch['reference'],
-           'mfcc': batch[config.dataset.audio_features]}
+           'audio': batch[config.dataset.audio_features]}
   mesh = parallel.create_mesh(config.mesh)
-  nets = train.create_networks(config)
-  state, frozen = train.create_train_state(config, nets, batch, 10, {},
-                                           mesh=mesh)
-  step_fn = train.jit_train_step(nets, config, mesh,
-                                 parallel.state_shardings(state, mesh))
+  nets = networks.create_networks(config)
+  state, frozen = train_state.create_train_state(config, nets, batch, 10, {},
+                                                 mesh=mesh)
+  step_fn = gan_step.jit_train_step(nets, config, mesh,
+                                    parallel.state_shardings(state, mesh))
   batch = jax.device_put(batch, parallel.batch_sharding(mesh))
   weights = curriculum.phase_weights(config.curriculum, 3)  # every term
   t0 = time.perf_counter()

@@ -15,7 +15,7 @@ bf16 peak where it is known (benchmarks/timing.py) or given by
 `--peak_tflops`. The frozen helpers are random (their speed does not
 depend on their weights). On a
 2-core CPU the compile time of a GAN this size dominates a short run, which
-is why `config.xla_backend_optimization_level` exists (a2v_jax/train.py).
+is why `config.xla_backend_optimization_level` exists (a2v_jax/gan_step.py).
 """
 import functools
 import time
@@ -29,7 +29,10 @@ from ml_collections import config_flags
 import timing
 
 from a2v_jax import curriculum
+from a2v_jax import gan_step
+from a2v_jax import networks
 from a2v_jax import train
+from a2v_jax import train_state
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/synthetic.py', 'run config', lock_config=False)
@@ -47,20 +50,20 @@ def random_batch(config, rng: np.random.Generator) -> dict[str, np.ndarray]:
   return {
       'frames': rng.uniform(-1, 1, (b, t, h, h, 3)).astype(np.float32),
       'reference': rng.uniform(-1, 1, (b, h, h, 3)).astype(np.float32),
-      'mfcc': rng.normal(size=(b, t, 20, 13)).astype(np.float32),
+      'audio': rng.normal(size=(b, t, 20, 13)).astype(np.float32),
   }
 
 
 def measure(config, level: int, steps: int) -> dict[str, float]:
   config.xla_backend_optimization_level = level
-  nets = train.create_networks(config)
+  nets = networks.create_networks(config)
   batch = random_batch(config, np.random.default_rng(0))
   t0 = time.perf_counter()
-  state, frozen = train.create_train_state(
+  state, frozen = train_state.create_train_state(
       config, nets, batch, 10, {'ds2': None, 'syncnet': None, 'eye': None})
   init_s = time.perf_counter() - t0
   mesh = train.create_mesh()
-  step_fn = train.jit_train_step(nets, config, mesh)
+  step_fn = gan_step.jit_train_step(nets, config, mesh)
   weights = curriculum.phase_weights(config.curriculum, 3)
   t0 = time.perf_counter()
   compiled = step_fn.lower(state, batch, weights, frozen).compile()

@@ -24,8 +24,4 @@ def get_config(arg=None):
   # ds2_ctc_grid.py, syncnet_grid.py, eye_grid.py); the DS2 and eye nets are
   # used from phase 1 on (audio features) / phase 3 (blink).
   c.pretrained.missing = 'error'
-  if arg == 'runlocal':
-    common.apply_runlocal(c)
-  elif arg:
-    raise ValueError(f'unknown config variant {arg!r}; valid: runlocal')
-  return c
+  return common.variant(c, arg)

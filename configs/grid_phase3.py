@@ -10,9 +10,4 @@ def get_config(arg=None):
   c = grid_phase2.get_config()
   c.curriculum.update(dict(start_phase=3, last_phase=3))
   c.init_from = 'runs/grid_phase2/checkpoints'
-  if arg == 'runlocal':
-    common.apply_runlocal(c)
-    c.init_from = ''
-  elif arg:
-    raise ValueError(f'unknown config variant {arg!r}; valid: runlocal')
-  return c
+  return common.variant(c, arg)

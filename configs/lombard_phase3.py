@@ -7,13 +7,4 @@ from configs import grid_phase3
 
 def get_config(arg=None):
   """arg: None or 'runlocal'."""
-  c = grid_phase3.get_config()
-  c.dataset.name = 'lombard_grid'
-  if c.init_from:
-    c.init_from = c.init_from.replace('grid_phase', 'lombard_phase')
-  if arg == 'runlocal':
-    common.apply_runlocal(c)
-    c.init_from = ''
-  elif arg:
-    raise ValueError(f'unknown config variant {arg!r}; valid: runlocal')
-  return c
+  return common.variant(common.on_lombard(grid_phase3.get_config()), arg)

@@ -6,19 +6,9 @@ helper itself (pretrained.missing='pretrain'), as a stand-alone run:
   python -m a2v_jax.main --config=configs/syncnet_synthetic.py --workdir=runs/syncnet_syn
 """
 
-from a2v_jax import pretrain
-from configs import common
-from configs import synthetic
+from configs import pretraining
 
 
 def get_config(arg=None):
   """arg: None or 'runlocal'."""
-  c = pretrain.helper_config('syncnet', synthetic.get_config())
-  c.log_every_steps = 50
-  c.ckpt_every_steps = 500
-  if arg == 'runlocal':
-    common.apply_runlocal(c)
-    c.num_train_steps = 3
-  elif arg:
-    raise ValueError(f'unknown config variant {arg!r}; valid: runlocal')
-  return c
+  return pretraining.get_config('syncnet', 'synthetic', arg)

@@ -8,11 +8,12 @@ SyncNet, eye landmarks) are pretrained into <workdir>/pretrained/ or reused,
 then the curriculum runs phase 1 -> 2 -> 3, advancing at fixed steps.
 64x64 crops, narrow networks (2-scale frame discriminator, 1-scale temporal
 one), the perceptual loss on the middle frame of each window through VGG16's
-first two blocks, and 400 steps of batch 4 keep it CPU-sized: 16 min 55 s
-from a fresh workdir on 2 idle CPU cores (corpus 1 min, helpers 6.6 min, GAN
-set-up 1 min, 400 GAN steps 8.4 min at 1.2 s); see the README.
+first two blocks, and 400 steps of batch 4 keep it CPU-sized (the README
+gives its wall time).
 `:runlocal` gives a seconds-long smoke run on in-memory noise clips.
 """
+
+import jax
 
 from configs import common
 
@@ -35,15 +36,11 @@ def get_config(arg=None):
   # the CPU steps go to the mouth instead of to redrawing the face.
   # conv_lowering='stride1_2d': XLA:CPU runs the discriminators' 3-D and
   # strided 4x4 convs' gradients on slow generic loops; rewritten as stride-1
-  # 2-D convs (same parameters) and with YNNPACK's conv fusion off
-  # (a2v_jax/xla_cpu.py), the step takes 1.06 s instead of 4.31 s on 2 idle
-  # cores. The generator's matmul_kernel_grad is slower than XLA's own
-  # kernel gradient once YNNPACK is off (1.48 s), so it stays off.
+  # 2-D convs (same parameters) the step is several times faster
+  # (a2v_jax/models/conv_lowering.py).
   # conv_lowering='xla' for the generator: its CPU-tuned forms (the 'auto'
-  # default) pay off for wide generators (NVlabs' 128 px ngf 64: 1.12 ->
-  # 1.26 images/s forward+backward), but this ngf-8 one trains at 2.69
-  # steps/s with XLA's convs against 2.60 tuned, and compiles 5 s sooner
-  # (benchmarks/train_step.py, idle 2-core AVX-512 CPU).
+  # default) pay off for wide generators, but this ngf-8 one trains a little
+  # faster with XLA's convs and compiles sooner (benchmarks/train_step.py).
   c.model.generator = dict(ngf=8, num_upsampling_layers='normal',
                            spectral_norm=True, spade_hidden=32,
                            output='residual', conv_lowering='xla')
@@ -66,8 +63,36 @@ def get_config(arg=None):
   # Each save blocks about 0.6 s; the phase ends are saved as well.
   c.ckpt_every_steps = 100
   c.sample_every_steps = 100
-  if arg == 'runlocal':
-    common.apply_runlocal(c)
-  elif arg:
-    raise ValueError(f'unknown config variant {arg!r}; valid: runlocal')
+  return common.variant(c, arg)
+
+
+def notebook_config(small: bool, corpus_dir: str = ''):
+  """The notebooks' demo config: this file's config, or its SMALL
+  variant: `:runlocal`-sized networks on a 1-speaker x 2-utterance corpus at
+  64 px, 3 steps (one per curriculum phase), for CI and quick looks.
+
+  Args:
+    small: the CI-sized variant.
+    corpus_dir: where the synthetic corpus is made and built ('' = beside
+      the workdir, as configs/synthetic.py does).
+
+  Returns:
+    An unlocked ml_collections.ConfigDict.
+  """
+  c = get_config('runlocal' if small else None)
+  if small:
+    c.dataset.update(dict(name='synthetic', crop=64, split='train',
+                          eval_split='val', synthetic_speakers=1,
+                          synthetic_utterances=2))
+    # One example per device: the smallest batch the data mesh accepts.
+    c.batch_size = jax.device_count()
+    c.num_train_steps = 3
+    c.curriculum.phase_start_steps = (1, 2)
+    c.sample_every_steps = 3
+    c.ckpt_every_steps = 3
+    c.sample_clip_frames = 6
+    c.eval_num_clips = 1
+    c.pretrain.update(dict(batch_size=jax.device_count(), ds2_steps=1,
+                           syncnet_steps=1, eye_steps=1))
+  c.dataset.corpus_dir = corpus_dir
   return c

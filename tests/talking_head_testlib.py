@@ -19,8 +19,7 @@ import skimage.data
 import soundfile as sf
 
 from a2v_jax import export
-from a2v_jax.models import deepspeech2
-from a2v_jax.models import spade
+from a2v_jax import networks
 
 CROP = 32
 CHUNK_FRAMES = 16
@@ -30,12 +29,12 @@ PERCEPTUAL = dict(layers=("relu1_1",), layer_weights=(1.0,))
 
 
 def generator_config(spectral_norm: bool = False) -> dict:
-  return export.module_config(spade.SPADEGenerator(
+  return networks.network_config('generator', dict(
       ngf=2, spade_hidden=4, spectral_norm=spectral_norm))
 
 
 def encoder_config() -> dict:
-  return export.module_config(deepspeech2.DeepSpeech2(
+  return networks.network_config('ds2', dict(
       conv_features=(4, 4), rnn_hidden=8, rnn_layers=1))
 
 

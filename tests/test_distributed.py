@@ -45,7 +45,9 @@ from a2v_jax import checkpointing
 from a2v_jax import curriculum
 from a2v_jax import data_sources
 from a2v_jax import parallel
-from a2v_jax import train
+from a2v_jax import gan_step
+from a2v_jax import networks
+from a2v_jax import train_state
 from a2v_jax.data import pipeline
 from configs import synthetic
 
@@ -158,8 +160,10 @@ def _global_batches(config, num_steps, num_processes=2):
   batches = []
   for _ in range(num_steps):
     parts = [next(it) for it in iters]
-    batches.append({k: np.concatenate([p[k] for p in parts])
-                    for k in ('frames', 'reference', 'mfcc')})
+    batches.append({k: np.concatenate([p[f] for p in parts])
+                    for k, f in (('frames', 'frames'),
+                                 ('reference', 'reference'),
+                                 ('audio', 'mfcc'))})
   return batches
 
 
@@ -168,11 +172,11 @@ def _reference_run(config, batches):
   curriculum advanced as the training loop does.
   -> (losses, final state, initial state)."""
   mesh = parallel.create_mesh(None, jax.devices()[:1])
-  nets = train.create_networks(config)
-  state, frozen = train.create_train_state(
+  nets = networks.create_networks(config)
+  state, frozen = train_state.create_train_state(
       config, nets, batches[0], config.optimizer.steps_per_epoch, {},
       mesh=mesh)
-  step_fn = train.jit_train_step(nets, config, mesh)
+  step_fn = gan_step.jit_train_step(nets, config, mesh)
   controller = curriculum.PhaseController.from_config(config.curriculum)
   initial = jax.device_get(state)  # before the step donates it
   losses = []
@@ -338,14 +342,14 @@ def test_gradient_accumulation_matches_one_big_batch(two_process_run):
   config = _config()
   batch = _global_batches(config, 1)[0]
   mesh = parallel.create_mesh(None, jax.devices()[:1])
-  nets = train.create_networks(config)
+  nets = networks.create_networks(config)
   weights = curriculum.phase_weights(config.curriculum, 3)
   outs = []
   for accum in (1, 2):
     c = _config()
     c.grad_accum_steps = accum
-    state, frozen = train.create_train_state(c, nets, batch, 2, {}, mesh=mesh)
-    new, metrics = train.jit_train_step(nets, c, mesh)(state, batch, weights,
+    state, frozen = train_state.create_train_state(c, nets, batch, 2, {}, mesh=mesh)
+    new, metrics = gan_step.jit_train_step(nets, c, mesh)(state, batch, weights,
                                                        frozen)
     outs.append(jax.device_get((metrics, new)))
   (m1, s1), (m2, s2) = outs

@@ -8,6 +8,7 @@ import pytest
 
 from a2v_jax import evaluate
 from a2v_jax import export
+from a2v_jax import networks as a2v_networks
 from a2v_jax.evaluation import lip_sync
 from a2v_jax.evaluation import networks
 from a2v_jax.evaluation import report
@@ -128,7 +129,7 @@ def _fixture_syncnet() -> networks.SyncNetSpec:
     meta = json.loads(str(f["__meta__"]))
     variables = traverse_util.unflatten_dict(
         {k: f[k] for k in f.files if k != "__meta__"}, sep="/")
-  model = syncnet.SyncNet(**export.lists_to_tuples(meta["syncnet"]))
+  model = syncnet.SyncNet(**a2v_networks.lists_to_tuples(meta["syncnet"]))
   return networks.SyncNetSpec(
       audio_windows=networks._mfcc_windows,  # pylint: disable=protected-access
       description=f"fixture, step {meta['step']}",

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from a2v_jax import xla_cpu
+from a2v_jax.models import conv_lowering
 from a2v_jax.models import layers
 from a2v_jax.models import patchgan
 from a2v_jax.models import temporal
@@ -37,18 +38,14 @@ CASES = [
 ]
 
 
-# matmul_kernel_grad changes only the stride-1 conv at the end: checked on
-# a strided 2-D and a 3-D case.
-@pytest.mark.parametrize(
-    "x_shape,k_shape,strides,padding,matmul_kernel_grad",
-    [(*case, False) for case in CASES] + [(*CASES[1], True), (*CASES[5], True)])
+@pytest.mark.parametrize("x_shape,k_shape,strides,padding", CASES)
 def test_stride1_2d_lowering_equals_lax_conv(x_shape, k_shape, strides,
-                                             padding, matmul_kernel_grad):
+                                             padding):
   rng = np.random.default_rng(sum(x_shape) + sum(k_shape))
   x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
   k = jnp.asarray(rng.standard_normal(k_shape), jnp.float32)
   expected = _lax_conv(x, k, strides, padding)
-  got = layers.conv_as_stride1_2d(x, k, strides, padding, matmul_kernel_grad)
+  got = conv_lowering.conv_as_stride1_2d(x, k, strides, padding)
   assert got.shape == expected.shape
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
   weights = jnp.asarray(rng.standard_normal(expected.shape), jnp.float32)
@@ -59,8 +56,8 @@ def test_stride1_2d_lowering_equals_lax_conv(x_shape, k_shape, strides,
   want = jax.grad(loss, argnums=(0, 1))(
       x, k, lambda x, k: _lax_conv(x, k, strides, padding))
   have = jax.grad(loss, argnums=(0, 1))(
-      x, k, lambda x, k: layers.conv_as_stride1_2d(
-          x, k, strides, padding, matmul_kernel_grad))
+      x, k, lambda x, k: conv_lowering.conv_as_stride1_2d(
+          x, k, strides, padding))
   for w, h in zip(want, have):
     np.testing.assert_allclose(h, w, rtol=1e-4, atol=1e-4)
 
@@ -72,7 +69,7 @@ def test_discriminator_lowerings_share_parameters_outputs_and_gradients(net):
   audio = jnp.asarray(rng.standard_normal((2, 4, 6)), jnp.float32)
   outs, trees, grads = {}, {}, {}
   # 'auto' is 'tuned' on the CPU (test_auto_lowering_is_tuned_on_cpu_only).
-  lowerings = [l for l in layers.CONV_LOWERINGS if l != "auto"]
+  lowerings = [l for l in conv_lowering.CONFIG_CHOICES if l != "auto"]
   for lowering in lowerings:
     if net == "patchgan":
       model = patchgan.MultiScalePatchGAN(ndf=4, n_layers=2, num_scales=2,
@@ -189,12 +186,12 @@ def test_tuned_conv_equals_autodiff_of_the_plain_conv(b, h, w, cin, cout, k,
   plain = lambda x, k: _lax_conv(x, k, (1, 1), padding)  # noqa: E731
   want_y = plain(x, kernel)
   r = jnp.asarray(rng.standard_normal(want_y.shape), jnp.float32)
-  np.testing.assert_allclose(layers.conv2d_tuned(x, kernel, padding), want_y,
+  np.testing.assert_allclose(conv_lowering.conv2d_tuned(x, kernel, padding), want_y,
                              rtol=1e-5, atol=1e-4)
   grad = lambda f: jax.grad(  # noqa: E731
       lambda x, k: jnp.sum(f(x, k) * r), argnums=(0, 1))(x, kernel)
   want = grad(plain)
-  have = grad(lambda x, k: layers.conv2d_tuned(x, k, padding))
+  have = grad(lambda x, k: conv_lowering.conv2d_tuned(x, k, padding))
   for w_, h_ in zip(want, have):
     assert w_.shape == h_.shape
     np.testing.assert_allclose(h_, w_, rtol=1e-5, atol=1e-4)
@@ -204,13 +201,13 @@ def test_tuned_instance_norm_and_bias_match_the_plain_ones():
   rng = np.random.default_rng(7)
   x = jnp.asarray(rng.standard_normal((3, 5, 6, 4)) * 3 + 2, jnp.float32)
   r = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
-  np.testing.assert_allclose(layers.instance_norm_tuned(x),
+  np.testing.assert_allclose(conv_lowering.instance_norm_tuned(x),
                              layers.instance_norm(x), atol=1e-5)
   grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * r))(x)  # noqa: E731
-  np.testing.assert_allclose(grad(layers.instance_norm_tuned),
+  np.testing.assert_allclose(grad(conv_lowering.instance_norm_tuned),
                              grad(layers.instance_norm), atol=1e-5)
   bias = jnp.asarray(rng.standard_normal(4), jnp.float32)
-  have = jax.grad(lambda y, b: jnp.sum(layers.add_bias(y, b) ** 2),
+  have = jax.grad(lambda y, b: jnp.sum(conv_lowering.add_bias(y, b) ** 2),
                   argnums=(0, 1))(x, bias)
   want = jax.grad(lambda y, b: jnp.sum((y + b) ** 2), argnums=(0, 1))(x, bias)
   for h_, w_ in zip(have, want):
@@ -218,6 +215,6 @@ def test_tuned_instance_norm_and_bias_match_the_plain_ones():
 
 
 def test_auto_lowering_is_tuned_on_cpu_only():
-  assert layers.resolve_lowering("auto") == (
+  assert conv_lowering.resolve("auto") == (
       "tuned" if jax.default_backend() == "cpu" else "xla")
-  assert layers.resolve_lowering("xla") == "xla"
+  assert conv_lowering.resolve("xla") == "xla"

@@ -243,38 +243,17 @@ def test_instance_norm_matches_definition():
                              atol=1e-4)
 
 
-def test_matmul_kernel_grad_equals_autodiff():
-  rng = np.random.default_rng(5)
-  x = jnp.asarray(rng.standard_normal((2, 6, 5, 3)), jnp.float32)
-  for ks, pad in (((3, 3), ((1, 1), (1, 1))), ((1, 1), ((0, 0), (0, 0)))):
-    kernel = jnp.asarray(rng.standard_normal((*ks, 3, 4)), jnp.float32)
-    weights = jnp.asarray(rng.standard_normal((2, 6, 5, 4)), jnp.float32)
-
-    def loss(x, k, conv):
-      return jnp.sum(conv(x, k) * weights)
-
-    plain = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
-        x, k, (1, 1), pad, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    fast = lambda x, k: layers.conv2d_stride1(x, k, pad)  # noqa: E731
-    expected = jax.grad(loss, argnums=(0, 1))(x, kernel, plain)
-    got = jax.grad(loss, argnums=(0, 1))(x, kernel, fast)
-    np.testing.assert_allclose(fast(x, kernel), plain(x, kernel), atol=1e-5)
-    for e, g in zip(expected, got):
-      np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
-
-
 # Each alternative to plain XLA convs, as generator / SPADE keyword args.
 _CONV_FORMS = {
     "xla": dict(conv_lowering="xla"),
-    "matmul_kernel_grad": dict(conv_lowering="xla", matmul_kernel_grad=True),
     "tuned": dict(conv_lowering="tuned"),
 }
 
 
-@pytest.mark.parametrize("form", ["matmul_kernel_grad", "tuned"])
+@pytest.mark.parametrize("form", ["tuned"])
 def test_generator_conv_forms_give_the_same_gradients(form):
-  """matmul_kernel_grad and the 'tuned' lowering reach every conv of the
-  generator and change nothing but float rounding (checked on one residual
+  """The 'tuned' lowering reaches every conv of the
+  generator and changes nothing but float rounding (checked on one residual
   block, 8x8 and 2x2 inputs: the tuned lowering's im2col forms)."""
   reference, audio = make_inputs(2, 32)
   n_custom = {}

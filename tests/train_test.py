@@ -25,8 +25,12 @@ import pytest
 
 from a2v_jax import checkpointing
 from a2v_jax import curriculum
+from a2v_jax import gan_step
+from a2v_jax import losses
+from a2v_jax import networks
 from a2v_jax import pretrain
 from a2v_jax import train
+from a2v_jax import train_state
 from configs import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,6 +57,26 @@ def _config(**debug):
   return c
 
 
+# The child of the kill test: trains _config() with a hook that blocks, once
+# step 3's checkpoint is committed, until the process is killed.
+_HANG_AFTER_STEP_3 = '''
+import sys, time
+from absl import logging
+from a2v_jax import train
+from tests import train_test
+
+def hang_after_step_3(step, checkpointer):
+  if step == 3:
+    checkpointer.wait_until_finished()
+    logging.warning('step 3 is committed; blocking until killed.')
+    while True:
+      time.sleep(1)
+
+train.train_and_evaluate(train_test._config(), sys.argv[1],
+                         hooks=[hang_after_step_3])
+'''
+
+
 def _leaves(state):
   """[(path, array)] of every trained array of a TrainState."""
   tree = {'g': state.g_params, 'd': state.d_params, 'ema': state.ema_g_params,
@@ -77,9 +101,9 @@ def _assert_same_grad_norms(leaves_a, leaves_b, what: str) -> None:
 def straight_run(cache_dir, tmp_path_factory):
   """6 steps without a stop; phases advance at steps 2 and 4."""
   workdir = str(tmp_path_factory.mktemp('straight'))
-  traces = train.TRAIN_STEP_TRACES
+  traces = gan_step.TRAIN_STEP_TRACES
   state = train.train_and_evaluate(_config(), workdir)
-  return state, train.TRAIN_STEP_TRACES - traces, workdir
+  return state, gan_step.TRAIN_STEP_TRACES - traces, workdir
 
 
 def test_phase_change_does_not_retrace(straight_run):
@@ -101,12 +125,9 @@ def test_kill_and_resume_gives_identical_params(straight_run, cache_dir,
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',
              JAX_DISABLE_MOST_OPTIMIZATIONS=str(
                  jax.config.read('jax_disable_most_optimizations')).lower())
-  cmd = [sys.executable, '-m', 'a2v_jax.main',
-         '--config=configs/synthetic.py:runlocal', f'--workdir={workdir}',
-         '--config.num_train_steps=6', '--config.ckpt_every_steps=3',
-         '--config.log_every_steps=3', '--config.sample_every_steps=6',
-         '--config.curriculum.phase_start_steps=(2,4)',
-         '--config.debug.hang_after_step=3']
+  # The child runs _config() and blocks once step 3 is committed, so it is
+  # killed at a known point.
+  cmd = [sys.executable, '-c', _HANG_AFTER_STEP_3, workdir]
   # Logs go to a file: an unread pipe would fill up and block the child.
   log_path = str(tmp_path / 'train.log')
   log = open(log_path, 'w')
@@ -146,7 +167,7 @@ def test_kill_and_resume_gives_identical_params(straight_run, cache_dir,
 
 def test_nan_stops_with_step_and_term(cache_dir, tmp_path):
   workdir = str(tmp_path / 'nan')
-  with pytest.raises(train.NonFiniteLossError) as err:
+  with pytest.raises(losses.NonFiniteLossError) as err:
     train.train_and_evaluate(
         _config(nan_term='perceptual', nan_at_step=5), workdir)
   message = str(err.value)
@@ -190,14 +211,14 @@ def test_eight_devices_match_one_device(cache_dir):
   loader = pipeline.create_loader(source, batch_size=8, num_frames=5, seed=0)
   it = iter(loader)
   batches = [next(it) for _ in range(2)]
-  batches = [{k: b[k] for k in ('frames', 'reference', 'mfcc')}
-             for b in batches]
-  nets = train.create_networks(c)
-  state, frozen = train.create_train_state(c, nets, batches[0], 2, {})
+  batches = [{'frames': b['frames'], 'reference': b['reference'],
+              'audio': b['mfcc']} for b in batches]
+  nets = networks.create_networks(c)
+  state, frozen = train_state.create_train_state(c, nets, batches[0], 2, {})
   state, frozen = jax.device_get((state, frozen))
   meshes = [Mesh(np.asarray(d), ('data',))
             for d in (jax.devices()[:1], jax.devices()[:8])]
-  step_fns = [train.jit_train_step(nets, c, m) for m in meshes]
+  step_fns = [gan_step.jit_train_step(nets, c, m) for m in meshes]
   # Both meshes take each step from the same state, so every comparison is
   # of one step's arithmetic (Adam with b1=0 turns later float differences
   # into +-lr parameter changes, and random-init helper nets amplify them).
@@ -246,18 +267,19 @@ def test_fsdp_mesh_matches_one_device(cache_dir):
   source = data_sources.create_source(c, '.', 'train')
   batch = next(iter(pipeline.create_loader(source, batch_size=8,
                                            num_frames=5, seed=0)))
-  batch = {k: batch[k] for k in ('frames', 'reference', 'mfcc')}
-  nets = train.create_networks(c)
+  batch = {'frames': batch['frames'], 'reference': batch['reference'],
+           'audio': batch['mfcc']}
+  nets = networks.create_networks(c)
   weights = curriculum.phase_weights(c.curriculum, 3)
   one = Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), ('data', 'fsdp'))
-  state, frozen = train.create_train_state(c, nets, batch, 2, {}, mesh=one)
+  state, frozen = train_state.create_train_state(c, nets, batch, 2, {}, mesh=one)
   host_state, host_frozen = jax.device_get((state, frozen))
   outs = []
   for mesh in (one, parallel.create_mesh(c.mesh)):
     shardings = parallel.state_shardings(host_state, mesh)
     s_in = parallel.put_global(host_state, shardings)
     f_in = parallel.put_global(host_frozen, parallel.replicated(mesh))
-    step_fn = train.jit_train_step(nets, c, mesh, shardings)
+    step_fn = gan_step.jit_train_step(nets, c, mesh, shardings)
     s_out, metrics = step_fn(s_in, batch, weights, f_in)
     outs.append((jax.device_get(metrics['terms']), s_out))
   (l1, s1), (l2, s2) = outs

@@ -38,6 +38,10 @@ import numpy as np
 import scipy.fft
 
 DEFAULT_SAMPLE_RATE = 16000
+# The kinds of audio windows a network may be fed (`mfcc_windows`,
+# `log_mel_windows`): config.dataset.audio_features, an export's
+# preprocessing and the loader's batch keys all name one of these.
+AUDIO_FEATURES = ("mfcc", "log_mel")
 # Per-coefficient mean and std of `mfcc_windows`' 13 MFCCs (librosa's
 # dB-scaled MFCCs of 16 kHz speech), measured on the synthetic corpus's
 # training split. The audio networks standardise their input with them:

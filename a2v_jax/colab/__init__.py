@@ -34,7 +34,6 @@ from a2v_jax.colab.media import show_video
 from a2v_jax.colab.media import upload_file
 from a2v_jax.colab.media import video_html
 from a2v_jax.colab.models import archive_export
-from a2v_jax.colab.models import demo_config
 from a2v_jax.colab.models import export_random_demo
 from a2v_jax.colab.models import fetch_export
 from a2v_jax.colab.models import pretrain_helpers

@@ -93,8 +93,8 @@ def _phase_term_sets(weights: Mapping[str, Mapping[str, float]] | None
                      ) -> dict[int, frozenset[str]]:
   """phase -> the loss terms with a non-zero weight in it."""
   if weights is None:
-    from configs import common  # pylint: disable=g-import-not-at-top
-    weights = common.get_config().curriculum.weights
+    from a2v_jax import curriculum  # pylint: disable=g-import-not-at-top
+    weights = curriculum.paper_weights()
   return {int(name.removeprefix("phase")): frozenset(
       t for t, w in dict(ws).items() if w > 0) for name, ws in weights.items()}
 

@@ -151,40 +151,6 @@ def archive_export(export_dir: str, out_path: str) -> str:
   return out_path
 
 
-def demo_config(small: bool, corpus_dir: str = ""):
-  """The synthetic-corpus demo config (configs/synthetic.py), or its SMALL
-  variant: `:runlocal`-sized networks on a 1-speaker x 2-utterance corpus at
-  64 px, 3 steps (one per curriculum phase), for CI and quick looks.
-
-  Args:
-    small: the CI-sized variant.
-    corpus_dir: where the synthetic corpus is made and built ('' = beside
-      the workdir, as configs/synthetic.py does).
-
-  Returns:
-    An unlocked ml_collections.ConfigDict.
-  """
-  from configs import synthetic  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  c = synthetic.get_config("runlocal" if small else None)
-  if small:
-    c.dataset.update(dict(name="synthetic", crop=64, split="train",
-                          eval_split="val", synthetic_speakers=1,
-                          synthetic_utterances=2))
-    # One example per device: the smallest batch the data mesh accepts.
-    c.batch_size = jax.device_count()
-    c.num_train_steps = 3
-    c.curriculum.phase_start_steps = (1, 2)
-    c.sample_every_steps = 3
-    c.ckpt_every_steps = 3
-    c.sample_clip_frames = 6
-    c.eval_num_clips = 1
-    c.pretrain.update(dict(batch_size=jax.device_count(), ds2_steps=1,
-                           syncnet_steps=1, eye_steps=1))
-  c.dataset.corpus_dir = corpus_dir
-  return c
-
-
 def pretrain_helpers(config, workdir: str,
                      names: Sequence[str] = ("ds2", "syncnet", "eye")):
   """Pretrains the frozen helper networks `names` (or reuses them) into
@@ -211,25 +177,25 @@ def export_random_demo(out_dir: str, config) -> str:
   """An export with random weights in the shapes `config.model` builds
   (a stand-in model for CI runs; its videos are noise)."""
   from a2v_jax import export  # pylint: disable=g-import-not-at-top
-  from a2v_jax.models import deepspeech2  # pylint: disable=g-import-not-at-top
-  from a2v_jax.models import spade  # pylint: disable=g-import-not-at-top
+  from a2v_jax import networks  # pylint: disable=g-import-not-at-top
   d = config.dataset
   return export.export_random_model(
       out_dir,
-      generator_config=export.module_config(
-          spade.SPADEGenerator(**dict(config.model.generator))),
-      encoder_config=export.module_config(
-          deepspeech2.DeepSpeech2(**dict(config.model.ds2))),
+      generator_config=networks.network_config("generator",
+                                               config.model.generator),
+      encoder_config=networks.network_config("ds2", config.model.ds2),
       preprocessing=export.default_preprocessing(
           d.crop, d.audio_features, encoder_window_frames=d.num_frames),
       train_config=config.to_dict(), seed=config.seed)
 
 
-def train_demo(workdir: str, out_dir: str, small: bool = False) -> str:
-  """Trains the synthetic demo model (`demo_config`) and exports it.
+def train_demo(config, workdir: str, out_dir: str,
+               helpers: Sequence[str] = ("ds2", "syncnet", "eye")) -> str:
+  """Trains the synthetic demo model of `config` (configs/synthetic.py's
+  notebook_config) and exports it.
 
   Makes and builds the corpus on first use, pretrains the helper networks
-  (only the audio encoder when `small`), runs the three curriculum phases
+  `helpers` (the audio encoder at least), runs the three curriculum phases
   (resuming a run already in `workdir`) and writes the export.
 
   Returns:
@@ -237,8 +203,6 @@ def train_demo(workdir: str, out_dir: str, small: bool = False) -> str:
   """
   from a2v_jax import export  # pylint: disable=g-import-not-at-top
   from a2v_jax import train  # pylint: disable=g-import-not-at-top
-  config = demo_config(small)
-  pretrain_helpers(config, workdir, ("ds2",) if small else
-                   ("ds2", "syncnet", "eye"))
+  pretrain_helpers(config, workdir, helpers)
   train.train_and_evaluate(config, workdir)
   return export.export_from_workdir(workdir, out_dir)

@@ -43,7 +43,6 @@ from a2v_jax.audio import features
 
 SAMPLE_RATE = 16000
 DEFAULT_FPS = 25.0
-AUDIO_FEATURES = ("mfcc", "log_mel")
 REFERENCE_MODES = ("same_utterance", "other_utterance")
 LOG_MEL_BANDS = 80
 
@@ -333,9 +332,9 @@ def create_loader(source: Sequence[Mapping[str, Any]], *, batch_size: int, num_f
       blink_gt int32 [B, T]; speaker_id int32 [B]; start_frame int32 [B].
   """
   names = (audio_features,) if isinstance(audio_features, str) else tuple(audio_features)
-  unknown = [n for n in names if n not in AUDIO_FEATURES]
+  unknown = [n for n in names if n not in features.AUDIO_FEATURES]
   if unknown or not names:
-    raise ValueError(f"audio_features={audio_features!r}: use one or more of {AUDIO_FEATURES}.")
+    raise ValueError(f"audio_features={audio_features!r}: use one or more of {features.AUDIO_FEATURES}.")
   if reference not in REFERENCE_MODES:
     raise ValueError(f"reference={reference!r}: use one of {REFERENCE_MODES}.")
   if batch_size <= 0 or num_frames <= 0:

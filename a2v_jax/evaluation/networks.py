@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from a2v_jax import export
+from a2v_jax import networks as a2v_networks
 from a2v_jax.models import lipnet as lipnet_lib
 from a2v_jax.models import syncnet as syncnet_lib
 
@@ -165,7 +165,7 @@ def load_syncnet(path: str) -> SyncNetSpec:
   if os.path.isfile(path):
     return _load_official(path)
   variables, config, step = load_pretrained(path, "syncnet")
-  model = syncnet_lib.SyncNet(**export.lists_to_tuples(
+  model = syncnet_lib.SyncNet(**a2v_networks.lists_to_tuples(
       (config.get("model") or {}).get("syncnet") or {}))
   options = syncnet_options(model, variables)
   dataset = (config.get("dataset") or {}).get("name", "?")
@@ -230,7 +230,7 @@ def load_lipnet(path: str) -> LipReader:
   """LipReader from a 'lipnet' pretraining checkpoint directory."""
   variables, config, step = load_pretrained(path, "lipnet")
   cfg = lipnet_lib.default_config()
-  cfg.update(export.lists_to_tuples(
+  cfg.update(a2v_networks.lists_to_tuples(
       (config.get("pretrain") or {}).get("lipnet") or {}))
   dataset = (config.get("dataset") or {}).get("name", "?")
   return LipReader(

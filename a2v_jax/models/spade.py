@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from a2v_jax.models import conv_lowering as lowering_lib
 from a2v_jax.models import layers
 
 # num_upsampling_layers -> number of 2x up-samplings from the latent grid.
@@ -77,6 +78,8 @@ class SPADE(nn.Module):
     norm: parameter-free norm, 'instance' or 'layer'.
     resize: 'nearest' (NVlabs) or 'area', how c is brought to x's size.
     audio_conditioning: 'bias', 'concat' or 'none' (see module docstring).
+    conv_lowering: of the MLP convs and, with 'tuned', the norm
+      (conv_lowering.LOWERINGS).
     dtype: compute dtype, 'float32' or 'bfloat16' (layers.compute_dtype);
       the norm statistics and the parameters stay float32.
   """
@@ -87,8 +90,7 @@ class SPADE(nn.Module):
   norm: str = "instance"
   resize: str = "nearest"
   audio_conditioning: str = "bias"
-  matmul_kernel_grad: bool = False
-  conv_lowering: str = "auto"
+  conv_lowering: str = "xla"
   dtype: str = "float32"
 
   @nn.compact
@@ -99,9 +101,8 @@ class SPADE(nn.Module):
     The result has the compute dtype.
     """
     b, h, w, _ = x.shape
-    tuned = layers.resolve_lowering(self.conv_lowering) == "tuned"
-    if self.norm == "instance" and tuned:
-      normalized = layers.instance_norm_tuned(x)
+    if self.norm == "instance" and self.conv_lowering == "tuned":
+      normalized = lowering_lib.instance_norm_tuned(x)
     else:
       normalized = layers.PARAM_FREE_NORMS[self.norm](x)
     cond = layers.RESIZERS[self.resize](image, (h, w))
@@ -110,8 +111,7 @@ class SPADE(nn.Module):
     if self.audio_conditioning == "concat":
       tiled = jnp.broadcast_to(audio[:, None, None, :], (b, h, w, audio.shape[-1]))
       cond = jnp.concatenate([cond, tiled], axis=-1)
-    mkg = self.matmul_kernel_grad
-    actv = layers.Conv(self.hidden, ks, padding=pad, matmul_kernel_grad=mkg,
+    actv = layers.Conv(self.hidden, ks, padding=pad,
                        lowering=self.conv_lowering, dtype=self.dtype,
                        name="mlp_shared")(cond)
     if self.audio_conditioning == "bias":
@@ -119,7 +119,6 @@ class SPADE(nn.Module):
                              name="mlp_audio")(audio)[:, None, None, :]
     actv = nn.relu(actv)
     gamma_beta = layers.Conv(2 * self.features, ks, padding=pad,
-                             matmul_kernel_grad=mkg,
                              lowering=self.conv_lowering, dtype=self.dtype,
                              name="mlp_gamma_beta")(actv)
     gamma, beta = jnp.split(gamma_beta, 2, axis=-1)
@@ -131,7 +130,8 @@ class SPADEResBlock(nn.Module):
 
   fmiddle = min(fin, fout); a learned shortcut SPADE -> 1x1 conv (no bias)
   is used when fin != fout. Spectral norm (optional) wraps the three convs,
-  not the SPADE MLP convs, as in NVlabs' 'spectralspade...' setting.
+  not the SPADE MLP convs, as in NVlabs' 'spectralspade...' setting. The
+  1x1 shortcut conv is XLA's own whatever spade_kwargs' conv_lowering.
   """
 
   features: int
@@ -154,14 +154,13 @@ class SPADEResBlock(nn.Module):
     else:
       x_s = x
     dx = SPADE(fin, name="norm_0", **self.spade_kwargs)(x, image, audio)
-    mkg = self.spade_kwargs.get("matmul_kernel_grad", False)
-    lowering = self.spade_kwargs.get("conv_lowering", "auto")
+    lowering = self.spade_kwargs.get("conv_lowering", "xla")
     dx = layers.Conv(fmiddle, (3, 3), padding=1, spectral_norm=sn,
-                     matmul_kernel_grad=mkg, lowering=lowering, dtype=dtype,
+                     lowering=lowering, dtype=dtype,
                      name="conv_0")(layers.leaky_relu(dx), update_stats)
     dx = SPADE(fmiddle, name="norm_1", **self.spade_kwargs)(dx, image, audio)
     dx = layers.Conv(fout, (3, 3), padding=1, spectral_norm=sn,
-                     matmul_kernel_grad=mkg, lowering=lowering, dtype=dtype,
+                     lowering=lowering, dtype=dtype,
                      name="conv_1")(layers.leaky_relu(dx), update_stats)
     return x_s + dx
 
@@ -192,13 +191,9 @@ class SPADEGenerator(nn.Module):
       only what moves (the mouth, blinks). Not in the paper (a deviation for
       short CPU runs, see the README): it starts the model at the
       static-frame baseline instead of at noise.
-    matmul_kernel_grad: compute the kernel gradients of the 3x3 convs as
-      k*k matmuls (``layers.conv2d_stride1``). 1.9x faster than YNNPACK's
-      kernel gradients (XLA:CPU's default) for the NVlabs reference at 128
-      px, batch 4, but slower than XLA's own, which a2v_jax uses on CPU
-      (a2v_jax/xla_cpu.py); off by default.
-    conv_lowering: layers.Conv lowering of the 3x3 convs ('auto' = 'tuned'
-      on the CPU backend, 'xla' elsewhere).
+    conv_lowering: lowering of the 3x3 convs, one of
+      conv_lowering.LOWERINGS; a config's 'auto' is resolved when the
+      networks are built (a2v_jax/networks.py).
     dtype: compute dtype, 'float32' or 'bfloat16' (mixed precision:
       parameters, spectral-norm vectors and norm statistics stay float32;
       convs, dense layers and activations run in bfloat16; the frame is
@@ -216,8 +211,7 @@ class SPADEGenerator(nn.Module):
   audio_conditioning: str = "bias"
   audio_embed_dim: int = 0
   output: str = "image"
-  matmul_kernel_grad: bool = False
-  conv_lowering: str = "auto"
+  conv_lowering: str = "xla"
   dtype: str = "float32"
 
   def __post_init__(self):
@@ -227,7 +221,7 @@ class SPADEGenerator(nn.Module):
     _check_choice("cond_resize", self.cond_resize, layers.RESIZERS)
     _check_choice("init_from", self.init_from, INIT_FROM)
     _check_choice("output", self.output, OUTPUTS)
-    _check_choice("conv_lowering", self.conv_lowering, layers.CONV_LOWERINGS)
+    _check_choice("conv_lowering", self.conv_lowering, lowering_lib.LOWERINGS)
     _check_choice("dtype", self.dtype, layers.COMPUTE_DTYPES)
     _check_choice("audio_conditioning", self.audio_conditioning,
                   AUDIO_CONDITIONING)
@@ -286,7 +280,6 @@ class SPADEGenerator(nn.Module):
                         kernel_size=self.spade_kernel_size, norm=self.norm,
                         resize=self.cond_resize,
                         audio_conditioning=self.audio_conditioning,
-                        matmul_kernel_grad=self.matmul_kernel_grad,
                         conv_lowering=self.conv_lowering, dtype=self.dtype)
 
     def block(features, name):

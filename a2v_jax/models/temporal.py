@@ -18,7 +18,6 @@ Dense layer to ``audio_channels`` and tiled over that frame's pixels as extra
 channels (the projection is shared by all temporal scales).
 """
 
-import math
 
 import flax.linen as nn
 import jax
@@ -34,57 +33,6 @@ class TemporalConfigError(ValueError):
   """A temporal discriminator option has a value that is not supported."""
 
 
-class NLayerDiscriminator3D(nn.Module):
-  """pix2pixHD PatchGAN with 3-D convs (kt x 4 x 4), time stride 1.
-
-  Attributes: as patchgan.NLayerDiscriminator, plus temporal_kernel_size.
-  """
-
-  ndf: int = 64
-  n_layers: int = 3
-  kernel_size: int = 4
-  temporal_kernel_size: int = 3
-  norm: str = "instance"
-  spectral_norm: bool = False
-  conv_lowering: str = "auto"
-  dtype: str = "float32"
-
-  @nn.compact
-  def __call__(self, x: jax.Array, update_stats: bool = False) -> list[jax.Array]:
-    """x: [B, L, H, W, C] -> n_layers + 2 maps [B, L, h, w, c]; last = logits."""
-    k = (self.temporal_kernel_size, self.kernel_size, self.kernel_size)
-    kt = self.temporal_kernel_size
-    # Explicit (low, high) so an even temporal kernel also keeps L frames.
-    t_pad = ((kt - 1) // 2, kt // 2)
-    s_pad = int(math.ceil((self.kernel_size - 1) / 2))
-    pad = (t_pad, (s_pad, s_pad), (s_pad, s_pad))
-    use_norm = self.norm == "instance"
-    features = []
-    nf = self.ndf
-    x = layers.Conv(nf, k, strides=(1, 2, 2), padding=pad,
-                    spectral_norm=self.spectral_norm,
-                    lowering=self.conv_lowering, dtype=self.dtype,
-                    name="conv_0")(x, update_stats)
-    x = layers.leaky_relu(x)
-    features.append(x)
-    for n in range(1, self.n_layers + 1):
-      nf = min(nf * 2, 512)
-      stride = 2 if n < self.n_layers else 1
-      x = layers.Conv(nf, k, strides=(1, stride, stride), padding=pad,
-                      use_bias=not use_norm, spectral_norm=self.spectral_norm,
-                      lowering=self.conv_lowering, dtype=self.dtype,
-                      name=f"conv_{n}")(x, update_stats)
-      if use_norm:
-        x = layers.instance_norm(x)
-      x = layers.leaky_relu(x)
-      features.append(x)
-    x = layers.Conv(1, k, padding=pad, spectral_norm=self.spectral_norm,
-                    lowering=self.conv_lowering, dtype=self.dtype,
-                    name=f"conv_{self.n_layers + 1}")(x, update_stats)
-    features.append(x)
-    return features
-
-
 class MultiScaleTemporalDiscriminator(nn.Module):
   """Judges L-frame windows at temporal scales 1, 1/2, ... with audio.
 
@@ -94,11 +42,9 @@ class MultiScaleTemporalDiscriminator(nn.Module):
     audio_channels: width of the per-frame audio projection tiled over the
       frame (0 = unconditional).
     ndf, n_layers, norm, spectral_norm, conv_lowering: as
-      patchgan.NLayerDiscriminator ('stride1_2d', and so 'tuned' and
-      'auto' on the CPU, also computes the 3-D convs as 2-D convs of the
-      stacked time taps: 128 px, batch 4 windows of 4, forward+backward
-      0.04 examples/s with 'xla', 1.39 with 'auto'), dtype (compute dtype;
-      the returned maps are float32 whatever it is).
+      patchgan.NLayerDiscriminator ('stride1_2d' and 'tuned' also compute
+      the 3-D convs as 2-D convs of the stacked time taps), dtype (compute
+      dtype; the returned maps are float32 whatever it is).
     temporal_kernel_size: time extent of the 3-D kernels (mode '3d').
   """
 
@@ -109,7 +55,7 @@ class MultiScaleTemporalDiscriminator(nn.Module):
   n_layers: int = 3
   norm: str = "instance"
   spectral_norm: bool = False
-  conv_lowering: str = "auto"
+  conv_lowering: str = "xla"
   dtype: str = "float32"
   temporal_kernel_size: int = 3
 
@@ -117,14 +63,7 @@ class MultiScaleTemporalDiscriminator(nn.Module):
     if self.mode not in MODES:
       raise TemporalConfigError(
           f"mode={self.mode!r} is not supported; use one of {list(MODES)}.")
-    if self.norm not in patchgan.NORMS:
-      raise TemporalConfigError(
-          f"norm={self.norm!r} is not supported; use one of "
-          f"{list(patchgan.NORMS)}.")
-    if self.dtype not in layers.COMPUTE_DTYPES:
-      raise TemporalConfigError(
-          f"dtype={self.dtype!r} is not supported; use one of "
-          f"{list(layers.COMPUTE_DTYPES)}.")
+    patchgan.check_options(self, TemporalConfigError)
     super().__post_init__()
 
   @nn.compact
@@ -164,18 +103,13 @@ class MultiScaleTemporalDiscriminator(nn.Module):
     for scale in range(self.num_scales):
       window = x[:, :: 2 ** scale]
       name = f"discriminator_{scale}"
-      if self.mode == "3d":
-        disc = NLayerDiscriminator3D(
-            ndf=self.ndf, n_layers=self.n_layers, norm=self.norm,
-            spectral_norm=self.spectral_norm,
-            temporal_kernel_size=self.temporal_kernel_size,
-            conv_lowering=self.conv_lowering, dtype=self.dtype, name=name)
-        outputs.append(disc(window, update_stats))
-      else:
-        stacked = jnp.moveaxis(window, 1, 3).reshape(b, height, width, -1)
-        disc = patchgan.NLayerDiscriminator(
-            ndf=self.ndf, n_layers=self.n_layers, norm=self.norm,
-            spectral_norm=self.spectral_norm,
-            conv_lowering=self.conv_lowering, dtype=self.dtype, name=name)
-        outputs.append(disc(stacked, update_stats))
+      disc = patchgan.NLayerDiscriminator(
+          ndf=self.ndf, n_layers=self.n_layers, norm=self.norm,
+          temporal_kernel_size=(
+              self.temporal_kernel_size if self.mode == "3d" else 0),
+          spectral_norm=self.spectral_norm,
+          conv_lowering=self.conv_lowering, dtype=self.dtype, name=name)
+      if self.mode == "stack":
+        window = jnp.moveaxis(window, 1, 3).reshape(b, height, width, -1)
+      outputs.append(disc(window, update_stats))
     return [[m.astype(jnp.float32) for m in maps] for maps in outputs]
