@@ -20,10 +20,10 @@ curriculum runs phases 1 -> 2 -> 3. Each helper also runs alone:
 `:runlocal` is a seconds-long smoke run on noise clips.
 """
 
-from a2v_jax import pretrain
-from configs import common
+import functools
 
-VARIANTS = ('runlocal', 'gpu', 'ds2', 'syncnet', 'eye', 'lipnet')
+from configs import common
+from configs import pretraining
 
 
 def _real_s1(c):
@@ -102,29 +102,24 @@ def _gpu(c):
   return c
 
 
-def get_config(arg=None):
-  """arg: None or one of VARIANTS."""
-  if arg and arg not in VARIANTS:
-    raise ValueError(f'unknown config variant {arg!r}; valid: '
-                     + ', '.join(VARIANTS))
-  c = _real_s1(common.get_config())
-  if arg == 'gpu':
-    c = _gpu(c)
-  elif arg == 'runlocal':
-    common.apply_runlocal(c)
-  elif arg in ('ds2', 'syncnet', 'eye'):
-    c = pretrain.helper_config(arg, c)
-    c.log_every_steps = 50
-    c.ckpt_every_steps = 500
-  elif arg == 'lipnet':
-    c.task = 'lipnet'
-    c.batch_size = 8
-    c.num_train_steps = 3000
-    c.pretrain.lr = 3e-4
-    c.pretrain.num_frames = 75
-    c.pretrain.lipnet = dict(conv_features=(16, 32, 48), gru_hidden=128,
-                             gru_layers=2, dropout_rate=0.3,
-                             gru_dropout_rate=0.3, mouth_hw=(50, 100))
-    c.log_every_steps = 50
-    c.ckpt_every_steps = 500
+def _lipnet(c):
+  """The WER evaluator's lip reader on the same corpus."""
+  c.task = 'lipnet'
+  c.batch_size = 8
+  c.num_train_steps = 3000
+  c.pretrain.lr = 3e-4
+  c.pretrain.num_frames = 75
+  c.pretrain.lipnet = dict(conv_features=(16, 32, 48), gru_hidden=128,
+                           gru_layers=2, dropout_rate=0.3,
+                           gru_dropout_rate=0.3, mouth_hw=(50, 100))
+  c.log_every_steps = 50
+  c.ckpt_every_steps = 500
   return c
+
+
+def get_config(arg=None):
+  """arg: None, 'runlocal', 'gpu', 'ds2', 'syncnet', 'eye' or 'lipnet'."""
+  helpers = {name: functools.partial(pretraining.of_run, name)
+             for name in ('ds2', 'syncnet', 'eye')}
+  return common.variant(_real_s1(common.get_config()), arg, gpu=_gpu,
+                        **helpers, lipnet=_lipnet)

@@ -34,13 +34,20 @@ def _on_grid(task: str):
   return c
 
 
+def of_run(helper: str, c):
+  """Helper `helper` ('ds2', 'syncnet' or 'eye') pretrained as main-run
+  config `c` pretrains it itself (pretrained.missing='pretrain'), as a
+  stand-alone run."""
+  c = pretrain.helper_config(helper, c)
+  c.log_every_steps = 50
+  c.ckpt_every_steps = 500
+  return c
+
+
 def _on_synthetic(task: str):
   if task != 'lipnet':
     helper = {t: n for n, t in pretrain.HELPER_TASKS.items()}[task]
-    c = pretrain.helper_config(helper, synthetic.get_config())
-    c.log_every_steps = 50
-    c.ckpt_every_steps = 500
-    return c
+    return of_run(helper, synthetic.get_config())
   # The demo's corpus, a LipNet narrowed for a CPU on 24x48 mouth crops.
   c = synthetic.get_config()
   c.task = 'lipnet'

@@ -12,7 +12,7 @@ import pytest
 from a2v_jax import checkpointing
 from a2v_jax import data_sources
 from a2v_jax import pretrain
-from a2v_jax import train
+from a2v_jax import networks as a2v_networks
 from a2v_jax.evaluation import helper_networks as hn
 from a2v_jax.evaluation import helper_report
 from a2v_jax.evaluation import networks
@@ -200,7 +200,7 @@ def _write_checkpoint(workdir, name):
       "runlocal")
   model, _, _ = pretrain._setup(config)  # pylint: disable=protected-access
   # Compiled unoptimised, as pretraining's init: faster than eager here.
-  variables = jax.jit(model.init, compiler_options=train.INIT_COMPILER_OPTIONS)(
+  variables = jax.jit(model.init, compiler_options=a2v_networks.INIT_COMPILER_OPTIONS)(
       jax.random.PRNGKey(0), *_init_inputs(config.task, config))
   helper = {t: n for n, t in pretrain.HELPER_TASKS.items()}.get(config.task)
   meta = {"config": config.to_dict(), "task": config.task, "step": 3}

@@ -38,7 +38,7 @@ import numpy as np
 import tqdm
 
 from a2v_jax import data_sources
-from a2v_jax import export
+from a2v_jax import networks as a2v_networks
 from a2v_jax.evaluation import blink
 from a2v_jax.evaluation import lip_sync
 from a2v_jax.evaluation import networks
@@ -541,7 +541,7 @@ def _module_settings(metadata: Mapping, name: str) -> dict:
     settings = pretrain.network_config(
         name, ((metadata.get("config") or {}).get("model") or {}).get(
             name) or {}, legacy=True)
-  return export.lists_to_tuples(dict(settings))
+  return a2v_networks.lists_to_tuples(dict(settings))
 
 
 def _trained_on(metadata: Mapping) -> str:
