@@ -37,8 +37,6 @@ from a2v_jax.models import syncnet
 # a trace (tests read it; the loop logs it).
 TRAIN_STEP_TRACES = 0
 
-apply_net = networks.apply_net
-
 
 def _gated(enabled, weight, fn):
   """fn() -> (loss, parts) when weight > 0, else zeros of the same structure.
@@ -72,12 +70,12 @@ def _generator_loss_fn(nets: networks.Networks, lc, w, d_vars, frozen, real,
   sync_hw = tuple(nets.syncnet.input_hw)
   real_flat = real.reshape(b * t, h, wd, 3)
   real_frame_out = lax.stop_gradient(
-      apply_net(nets.frame_d, d_vars['frame'], real_flat)[0])
+      networks.apply_net(nets.frame_d, d_vars['frame'], real_flat)[0])
 
   def g_loss_fn(fake):
     fake_flat = fake.reshape(b * t, h, wd, 3)
     out = {}
-    fake_out = apply_net(nets.frame_d, d_vars['frame'], fake_flat)[0]
+    fake_out = networks.apply_net(nets.frame_d, d_vars['frame'], fake_flat)[0]
     out['adversarial'] = losses.generator_adversarial_loss(
         fake_out, lc.gan_mode)
     out['feature_matching'] = losses.feature_matching_loss(
@@ -96,19 +94,21 @@ def _generator_loss_fn(nets: networks.Networks, lc, w, d_vars, frozen, real,
     out['perceptual'] = _gated(gate, w['perceptual'], perceptual)
     out['temporal_adversarial'] = _gated(
         gate, w['temporal_adversarial'], lambda: losses.temporal_generator_loss(
-            apply_net(nets.temporal_d, d_vars['temporal'], fake, feats)[0],
+            networks.apply_net(nets.temporal_d, d_vars['temporal'], fake,
+                               feats)[0],
             lc.gan_mode))
 
     def contrastive():
-      v, a = apply_net(nets.syncnet, d_vars['sync'], syncnet.lower_half(
-          fake[:, s0:s0 + 5], sync_hw), audio_centre)[0]
+      faces = syncnet.lower_half(fake[:, s0:s0 + 5], sync_hw)
+      v, a = networks.apply_net(nets.syncnet, d_vars['sync'], faces,
+                                audio_centre)[0]
       return losses.contrastive_loss(v, a, jnp.ones([b]),
                                      lc.contrastive_margin)
     out['contrastive'] = _gated(gate, w['contrastive'], contrastive)
     out['reconstruction'] = losses.lower_half_l1_loss(real, fake)
 
     def blink():
-      eyes = lambda x: apply_net(nets.eye, frozen['eye'], x)[0]
+      eyes = lambda x: networks.apply_net(nets.eye, frozen['eye'], x)[0]
       return losses.blink_loss(eyes(real_flat), eyes(fake_flat))
     out['blink'] = _gated(gate, w['blink'], blink)
     terms = {k: v[0] for k, v in out.items()}
@@ -133,16 +133,18 @@ def _discriminator_loss_fns(nets: networks.Networks, lc, real, fake, feats,
 
   def frame_loss(p, coll):
     v = {'params': p, **coll}
-    r, coll = apply_net(nets.frame_d, v, real_flat, update_stats=True)
-    f, coll = apply_net(nets.frame_d, {'params': p, **coll}, fake_flat,
-                        update_stats=True)
+    r, coll = networks.apply_net(nets.frame_d, v, real_flat,
+                                 update_stats=True)
+    f, coll = networks.apply_net(nets.frame_d, {'params': p, **coll},
+                                 fake_flat, update_stats=True)
     return losses.discriminator_loss(r, f, lc.gan_mode)[0], coll
 
   def temporal_loss(p, coll):
     v = {'params': p, **coll}
-    r, coll = apply_net(nets.temporal_d, v, real, feats, update_stats=True)
-    f, coll = apply_net(nets.temporal_d, {'params': p, **coll}, fake, feats,
-                        update_stats=True)
+    r, coll = networks.apply_net(nets.temporal_d, v, real, feats,
+                                 update_stats=True)
+    f, coll = networks.apply_net(nets.temporal_d, {'params': p, **coll}, fake,
+                                 feats, update_stats=True)
     return losses.temporal_discriminator_loss(r, f, lc.gan_mode)[0], coll
 
   def sync_loss(p, coll):
@@ -151,7 +153,7 @@ def _discriminator_loss_fns(nets: networks.Networks, lc, real, fake, feats,
                              sync_real_faces])
     audio = jnp.concatenate([audio_centre, audio_centre, audio_other])
     labels = jnp.concatenate([jnp.ones([b]), jnp.zeros([b]), jnp.zeros([b])])
-    (ve, ae), coll = apply_net(nets.syncnet, v, faces, audio)
+    (ve, ae), coll = networks.apply_net(nets.syncnet, v, faces, audio)
     return losses.contrastive_loss(ve, ae, labels,
                                    lc.contrastive_margin)[0], coll
 
@@ -180,8 +182,9 @@ def _discriminator_grads(loss_fns, d_vars, w, gate: bool):
 
 
 def compute_grads(nets: networks.Networks, config: ml_collections.ConfigDict,
-                  state: train_state_lib.TrainState, batch: dict[str, jax.Array],
-                  w: dict[str, jax.Array], frozen: dict[str, Any]):
+                  state: train_state_lib.TrainState,
+                  batch: dict[str, jax.Array], w: dict[str, jax.Array],
+                  frozen: dict[str, Any]):
   """Gradients and losses of one (micro-)batch; no parameter changes.
 
   Args:

@@ -133,7 +133,7 @@ def load_perceptual_vars(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def create_networks(config: ml_collections.ConfigDict) -> Networks:
-  """Builds every module from `config.model` (module attributes; see a2v_jax/base_config.py).
+  """Builds every module from `config.model` (`build`, see NETWORKS).
 
   `config.compute_dtype` is the compute dtype of the generator, the frame
   and temporal discriminators (unless their own section sets one) and the

@@ -163,7 +163,8 @@ def _set_up_state(config, workdir, nets, example, steps_per_epoch, mesh,
       nets, config, mesh, jax.tree.map(lambda x: x.sharding, abstract[0]))
   compiled_step = _BackgroundCompile(
       step_fn, abstract, example, parallel.batch_sharding(mesh), global_batch,
-      curriculum.phase_weights(config.curriculum, config.curriculum.start_phase))
+      curriculum.phase_weights(config.curriculum,
+                               config.curriculum.start_phase))
   state, frozen = train_state_lib.create_train_state(
       config, nets, example, steps_per_epoch,
       pretrain.load_pretrained(config, workdir), mesh=mesh,
@@ -242,9 +243,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       config, workdir, sizes.per_process)
   nets = networks.create_networks(config)
   traces_before = gan_step.TRAIN_STEP_TRACES
+  example = _step_batch(example, config.dataset.audio_features)
   state, frozen, compiled_step = _set_up_state(
-      config, workdir, nets, _step_batch(example, config.dataset.audio_features),
-      steps_per_epoch, mesh, sizes.global_batch)
+      config, workdir, nets, example, steps_per_epoch, mesh,
+      sizes.global_batch)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                     max_to_keep=config.max_to_keep,
                                     keep_steps=_phase_end_steps(config))

@@ -210,7 +210,8 @@ def create_train_state(config, nets: networks.Networks,
     state, helpers = jax.jit(init, out_shardings=(
         shardings, jax.tree.map(lambda _: rep, abstract_helpers)),
                              compiler_options=options)()
-  for name, ref in (('ds2', helpers['ds2']), ('syncnet', state.d_params['sync']),
+  for name, ref in (('ds2', helpers['ds2']),
+                    ('syncnet', state.d_params['sync']),
                     ('eye', helpers['eye'])):
     _check_pretrained(name, ref, pretrained.get(name))
   if pretrained.get('syncnet') is not None:

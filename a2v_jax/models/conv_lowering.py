@@ -30,7 +30,8 @@ LOWERINGS = ("xla", "stride1_2d", "tuned")
 # What a config may name: 'auto' is resolved by `resolve`.
 CONFIG_CHOICES = (*LOWERINGS, "auto")
 
-_DIMENSION_NUMBERS = {2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
+_DIMENSION_NUMBERS = {2: ("NHWC", "HWIO", "NHWC"),
+                      3: ("NDHWC", "DHWIO", "NDHWC")}
 
 
 def resolve(lowering: str, backend: str | None = None) -> str:
@@ -197,7 +198,8 @@ def _kernel_grad(x, g, kernel, padding):
         (((0,), (0,)), ((), ())),
         precision=jax.lax.Precision.HIGHEST).reshape(kernel.shape)
   if batch > 1 and pixels > _PREPAD_KERNEL_GRAD_PIXELS:
-    return jax.vjp(lambda k_: plain_conv(x, k_, (1, 1), padding), kernel)[1](g)[0]
+    return jax.vjp(lambda k_: plain_conv(x, k_, (1, 1), padding),
+                   kernel)[1](g)[0]
   xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   valid = ((0, 0), (0, 0))
   per_example = batch > 1 and cout <= _SPLIT_KERNEL_GRAD_CHANNELS
@@ -294,9 +296,10 @@ def conv_as_stride1_2d(x: jax.Array, kernel: jax.Array, strides,
   """A 2-D or 3-D conv computed through stride-1 2-D convs only.
 
   XLA:CPU runs 3-D convolutions, and the kernel gradients of strided or
-  over-padded ones, on slow generic loops. Here a 3-D conv becomes a 2-D conv of stacked time taps, a
-  strided conv a stride-1 conv of the space-to-depth input, and padding
-  beyond 'same' an explicit pad before a VALID conv.
+  over-padded ones, on slow generic loops. Here a 3-D conv becomes a 2-D
+  conv of stacked time taps, a strided conv a stride-1 conv of the
+  space-to-depth input, and padding beyond 'same' an explicit pad before a
+  VALID conv.
   Same parameters and values (up to float rounding) as `plain_conv`. padding:
   explicit (low, high) pairs; x NHWC or NDHWC, kernel HWIO or DHWIO.
   """

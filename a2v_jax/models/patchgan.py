@@ -36,7 +36,8 @@ class PatchGANConfigError(ValueError):
 def check_options(module: nn.Module, error: type[ValueError]) -> None:
   """Raises `error` when a discriminator's norm, conv_lowering or dtype is
   not supported."""
-  for name, valid in (("norm", NORMS), ("conv_lowering", conv_lowering.LOWERINGS),
+  for name, valid in (("norm", NORMS),
+                      ("conv_lowering", conv_lowering.LOWERINGS),
                       ("dtype", layers.COMPUTE_DTYPES)):
     value = getattr(module, name)
     if value not in valid:
