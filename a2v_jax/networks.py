@@ -77,8 +77,8 @@ def _settings(section: str, settings: Mapping[str, Any]) -> dict[str, Any]:
   """A section's settings as module keyword arguments, conv_lowering left
   as the config has it ('auto' when absent), retired settings dropped."""
   out = lists_to_tuples(dict(settings))
-  for key, value in _RETIRED.items():
-    if key in out and out.pop(key) != value:
+  for key, only in _RETIRED.items():
+    if key in out and (value := out.pop(key)) != only:
       raise ValueError(f'{section}.{key}={value!r} is no longer supported')
   if 'conv_lowering' in module_fields(section):
     out.setdefault('conv_lowering', _DEFAULT_LOWERING)
