@@ -6,6 +6,14 @@ r"""Photo + audio -> lip-synced talking-head mp4 (H.264 + AAC, original audio).
 Without --model it uses the model shipped in the package (a2v_jax/pretrained,
 trained on real GRID speech and faces).
 
+Output: --paste_back (= --output=photo) makes frames of the photo's size in
+which only what the generator changed (the lower face) is composited onto
+the photo, which keeps its resolution and every other pixel
+(a2v_jax.compositing); --output=face (the default) writes the aligned face
+crop as generated, for evaluation or your own compositing;
+--output=photo_whole_face pastes the whole generated face, upscaled, over the
+photo's (for models that move the head).
+
 Batches: --image, --audio and --out take comma-separated lists (one image or
 one audio is reused for every request), or --manifest=FILE gives a CSV with
 the columns image,audio,out or a JSONL file of {"image", "audio", "out"}
@@ -73,8 +81,12 @@ def define_flags() -> None:
                     "How photos adapted together share the computation: "
                     "vmap (batched; GPU/TPU), map (one after another in one "
                     "compiled program; CPU), auto.")
-  flags.DEFINE_bool("paste_back", False,
-                    "Paste the generated face back into the whole photo.")
+  flags.DEFINE_enum("output", "face", list(inference.OUTPUTS),
+                    "face: the aligned face crop as generated; photo: the "
+                    "generated change composited onto the photo at its full "
+                    "resolution; photo_whole_face: the whole generated face "
+                    "pasted over the photo's.")
+  flags.DEFINE_bool("paste_back", False, "Short for --output=photo.")
   flags.DEFINE_integer("chunk_frames", inference.DEFAULT_CHUNK_FRAMES,
                        "Frames generated per fixed-size chunk (memory vs "
                        "speed).")
@@ -163,7 +175,7 @@ class Result:
 def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
         adapt_learning_rate: float = adaptation.DEFAULT_LEARNING_RATE,
         adapt_batch: int = 8, adapt_batching: str = "auto",
-        paste_back: bool = False,
+        output: str = "face", paste_back: bool = False,
         chunk_frames: int = inference.DEFAULT_CHUNK_FRAMES,
         progress: bool = True,
         head: inference.TalkingHead | None = None) -> list[Result]:
@@ -176,7 +188,8 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
     adapt_learning_rate: Adam rate of the adaptation.
     adapt_batch: photos adapted together in one vmapped computation.
     adapt_batching: 'vmap', 'map' or 'auto' (a2v_jax.adaptation).
-    paste_back: whole-photo frames instead of the aligned face.
+    output: 'face', 'photo' or 'photo_whole_face' (inference.OUTPUTS).
+    paste_back: True turns output='face' into 'photo'.
     chunk_frames: frames per fixed-size chunk.
     progress: tqdm bars.
     head: an already loaded TalkingHead of `model` (tests, notebooks).
@@ -189,6 +202,13 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
     StreamWriterError, ExportError, PhotoError, AudioError, VideoError).
   """
   # Cheap checks first: outputs, model, audio, then the photos (dlib).
+  if output not in inference.OUTPUTS:
+    raise RequestError(f"--output={output} is not one of "
+                       f"{', '.join(inference.OUTPUTS)}")
+  if paste_back and output != "face":
+    raise RequestError(f"--paste_back is short for --output=photo; pass it or"
+                       f" --output={output}, not both")
+  output = "photo" if paste_back else output
   check_requests(requests)
   if head is None:
     logging.info("Loading %s.", model)
@@ -222,7 +242,7 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
     identity = identities[r.image]
     wave = waves[r.audio] if r.audio in waves else head.load_audio(r.audio)
     total = head.num_frames(wave)
-    height, width = ((identity.aligned.image.shape[:2]) if paste_back
+    height, width = ((identity.aligned.image.shape[:2]) if output != "face"
                      else (head.crop, head.crop))
     start = time.perf_counter()
     bar = tqdm.tqdm(total=total, desc=os.path.basename(r.out), unit="frame",
@@ -231,7 +251,7 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
         r.out, width=width, height=height, fps=head.fps,
         audio_path=r.audio) as writer:
       for chunk in head.stream(identity, wave, sample_rate=head.sample_rate,
-                               paste_back=paste_back):
+                               output=output):
         writer.write(chunk)
         bar.update(len(chunk))
     bar.close()
@@ -264,7 +284,7 @@ def main(argv: Sequence[str]) -> None:
                   adapt_learning_rate=FLAGS.adapt_learning_rate,
                   adapt_batch=FLAGS.adapt_batch,
                   adapt_batching=FLAGS.adapt_batching,
-                  paste_back=FLAGS.paste_back,
+                  output=FLAGS.output, paste_back=FLAGS.paste_back,
                   chunk_frames=FLAGS.chunk_frames)
   except _ERRORS as e:
     print(f"error: {e}", file=sys.stderr)

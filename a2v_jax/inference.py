@@ -10,7 +10,9 @@ Steps (paper §3.1 and §5):
      generator on the photo (a2v_jax.adaptation documents the objective);
      `adapt_many` adapts several photos as one vmapped computation.
   3. `stream` / `generate`: one frame per 1/fps s of audio, made in fixed-size
-     chunks so memory stays flat for audio of any length.
+     chunks so memory stays flat for audio of any length; the aligned crops
+     (output='face'), or what the generator changed composited onto the
+     photo at its own resolution (output='photo', a2v_jax.compositing).
 
 Audio features, chunked. The encoder (DeepSpeech2-style: convs + BiGRU) was
 trained on windows of W = `encoder_window_frames` consecutive frames (with
@@ -41,6 +43,7 @@ import soxr
 import tqdm
 
 from a2v_jax import adaptation
+from a2v_jax import compositing
 from a2v_jax import export as export_lib
 from a2v_jax import networks
 from a2v_jax import photo as photo_lib
@@ -50,6 +53,9 @@ from a2v_jax.face import landmarks as landmarks_lib
 from a2v_jax.models import vgg
 
 DEFAULT_CHUNK_FRAMES = 32
+# What `stream` yields: the aligned crops, or whole-photo frames (see
+# a2v_jax.compositing).
+OUTPUTS = ("face", "photo", "photo_whole_face")
 
 AudioInput = str | os.PathLike | np.ndarray
 ImageInput = str | os.PathLike | bytes | np.ndarray | photo_lib.AlignedPhoto
@@ -301,10 +307,34 @@ class TalkingHead:
 
   # ----------------------------------------------------------- generation --
 
+  def still_face(self, identity: ImageInput | Identity) -> np.ndarray:
+    """The generator's frame for the still reference (silence): uint8 [crop, crop, 3].
+
+    The zero of the change that `output='photo'` composites; for silence
+    every frame of `stream` is this one (up to 1 level of batch rounding).
+    """
+    identity = self.identity(identity)
+    face = jnp.asarray(photo_lib.face_to_float(identity.aligned.face[None]))
+    feats = np.repeat(self.silence_features()[None], self.chunk_frames, axis=0)
+    return np.asarray(_render(self.generator, identity.generator_variables,
+                              face, feats))[0]
+
+  def compositor(self, identity: ImageInput | Identity, output: str):
+    """The compositor of an `output` kind for an identity (None for 'face')."""
+    identity = self.identity(identity)
+    if output not in OUTPUTS:
+      raise ValueError(f"output={output!r}; use one of {OUTPUTS}")
+    if output == "face":
+      return None
+    still = self.still_face(identity)
+    if output == "photo":
+      return compositing.ChangeComposite(identity.aligned, still)
+    return compositing.WholeFacePaste(identity.aligned, still)
+
   def stream(self, image: ImageInput | Identity, audio: AudioInput, *,
              sample_rate: int | None = None, adapt_epochs: int = 0,
-             paste_back: bool = False, progress: bool = False
-             ) -> Iterator[np.ndarray]:
+             output: str = "face", paste_back: bool = False,
+             progress: bool = False) -> Iterator[np.ndarray]:
     """Yields the video's frames chunk by chunk (memory-flat for any length).
 
     Args:
@@ -313,21 +343,27 @@ class TalkingHead:
       sample_rate: the rate of an audio array.
       adapt_epochs: > 0 adapts the generator to the photo first (ignored for
         an already adapted Identity).
-      paste_back: paste each face into the photo (frames of the photo's size)
-        instead of yielding the aligned crops.
+      output: 'face' (the aligned crops as generated), 'photo' (what the
+        generator changed, composited onto the photo at its resolution; see
+        a2v_jax.compositing) or 'photo_whole_face' (the generated face
+        pasted over the photo's, for models that move the whole head).
+      paste_back: True turns output='face' into 'photo' (a shorthand).
       progress: show a tqdm bar over frames.
 
     Yields:
-      uint8 [n, H, W, 3] RGB chunks, n <= chunk_frames, in order; the total
-      is `num_frames(audio)` frames at `fps`.
+      uint8 [n, H, W, 3] RGB chunks (crop or photo size), n <= chunk_frames,
+      in order; the total is `num_frames(audio)` frames at `fps`. Photo-size
+      chunks are split further to stay under
+      compositing.MAX_CHUNK_BYTES.
     """
+    output = _resolve_output(output, paste_back)
     identity = self.identity(image)
     if adapt_epochs > 0 and identity.adapt_stats is None:
       identity = self.adapt(identity.aligned, adapt_epochs, progress=progress)
     wave = self.load_audio(audio, sample_rate)
     total = self.num_frames(wave)
     face = jnp.asarray(photo_lib.face_to_float(identity.aligned.face[None]))
-    paster = photo_lib.PasteBack(identity.aligned) if paste_back else None
+    compositor = self.compositor(identity, output)
     bar = tqdm.tqdm(total=total, desc="generate", unit="frame",
                     disable=not progress, leave=False)
     pending = None  # (device frames, count): host work overlaps the device.
@@ -336,29 +372,38 @@ class TalkingHead:
       frames = _render(self.generator, identity.generator_variables, face,
                        feats)
       if pending is not None:
-        yield self._finish(pending, paster, bar)
+        yield from self._finish(pending, compositor, bar)
       pending = (frames, min(self.chunk_frames, total - start))
     if pending is not None:
-      yield self._finish(pending, paster, bar)
+      yield from self._finish(pending, compositor, bar)
     bar.close()
 
   @staticmethod
-  def _finish(pending, paster, bar) -> np.ndarray:
+  def _finish(pending, compositor, bar) -> Iterator[np.ndarray]:
     frames, count = pending
     frames = np.asarray(frames)[:count]
-    if paster is not None:
-      frames = paster(frames)
+    if compositor is None:
+      yield frames
+    else:
+      yield from compositor.chunks(frames)
     bar.update(count)
-    return frames
 
   def generate(self, image: ImageInput | Identity, audio: AudioInput, *,
                sample_rate: int | None = None, adapt_epochs: int = 0,
-               paste_back: bool = False, progress: bool = False) -> np.ndarray:
+               output: str = "face", paste_back: bool = False,
+               progress: bool = False) -> np.ndarray:
     """All frames at once: uint8 [T, H, W, 3] at `fps` (see `stream`).
 
     For long audio prefer `stream`, which never holds every frame.
     """
     chunks = list(self.stream(image, audio, sample_rate=sample_rate,
-                              adapt_epochs=adapt_epochs,
+                              adapt_epochs=adapt_epochs, output=output,
                               paste_back=paste_back, progress=progress))
     return np.concatenate(chunks)
+
+
+def _resolve_output(output: str, paste_back: bool) -> str:
+  """The output kind of `stream`'s two arguments (paste_back is a shorthand)."""
+  if output not in OUTPUTS:
+    raise ValueError(f"output={output!r}; use one of {OUTPUTS}")
+  return "photo" if paste_back and output == "face" else output

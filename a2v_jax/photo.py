@@ -1,11 +1,11 @@
-"""The input photo of one-shot inference: load, detect, align, paste back.
+"""The input photo of one-shot inference: load, detect, align.
 
 `prepare_photo` finds the face and aligns it exactly as the dataset builders
 align a clip (`a2v_jax.face.landmarks.LandmarkDetector` for the 68 landmarks,
 `a2v_jax.face.align.align_clip` with one similarity transform onto the
 canonical template), so the generator sees a reference framed like its
-training data. `paste_back` undoes that transform to put generated faces into
-the original photo through a feathered elliptical mask.
+training data. `a2v_jax.compositing` undoes that transform to put generated
+faces back into the photo.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import io
 import os
 
 from absl import logging
-import cv2
 import numpy as np
 from PIL import Image
 from PIL import ImageOps
@@ -22,13 +21,6 @@ from PIL import UnidentifiedImageError
 
 from a2v_jax.face import align
 from a2v_jax.face import landmarks as landmarks_lib
-
-# Feathered paste-back mask in aligned-crop units: an ellipse around the
-# template face (brows to chin span y 0.36-0.90, x 0.22-0.78), its edge
-# blurred with a Gaussian of this many crop widths.
-MASK_CENTRE = (0.5, 0.6)
-MASK_AXES = (0.31, 0.37)
-MASK_FEATHER = 0.045
 
 
 class PhotoError(ValueError):
@@ -164,67 +156,3 @@ def prepare_photo(image: str | os.PathLike | bytes | np.ndarray, crop: int,
 def face_to_float(face: np.ndarray) -> np.ndarray:
   """uint8 [..., H, W, 3] -> float32 in [-1, 1] (the generator's range)."""
   return np.asarray(face, np.float32) / 127.5 - 1.0
-
-
-def paste_mask(crop: int) -> np.ndarray:
-  """Feathered face mask in the aligned crop: float32 [crop, crop] in [0, 1]."""
-  mask = np.zeros((crop, crop), np.float32)
-  centre = (int(round(MASK_CENTRE[0] * crop)), int(round(MASK_CENTRE[1] * crop)))
-  axes = (int(round(MASK_AXES[0] * crop)), int(round(MASK_AXES[1] * crop)))
-  cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, thickness=-1)
-  sigma = max(MASK_FEATHER * crop, 0.5)
-  return cv2.GaussianBlur(mask, (0, 0), sigmaX=sigma)
-
-
-class PasteBack:
-  """Pastes generated aligned faces back into their photo.
-
-  The generated crop and the mask are warped into the photo with the inverse
-  of the alignment transform (only over the face's bounding box), then
-  blended: out = mask * face + (1 - mask) * photo.
-
-  Args:
-    aligned: the AlignedPhoto the faces were generated from.
-  """
-
-  def __init__(self, aligned: AlignedPhoto):
-    self.image = aligned.image
-    crop = aligned.crop
-    height, width = self.image.shape[:2]
-    inverse = cv2.invertAffineTransform(aligned.matrix.astype(np.float64))
-    corners = np.array([[0, 0], [crop, 0], [0, crop], [crop, crop]], np.float64)
-    photo_corners = corners @ inverse[:, :2].T + inverse[:, 2]
-    x0, y0 = np.floor(photo_corners.min(0)).astype(int) - 1
-    x1, y1 = np.ceil(photo_corners.max(0)).astype(int) + 1
-    self.x0, self.y0 = max(x0, 0), max(y0, 0)
-    self.x1, self.y1 = min(x1, width), min(y1, height)
-    # The transform from box px to crop px, for warpAffine's inverse map.
-    shift = np.array([[1, 0, self.x0], [0, 1, self.y0], [0, 0, 1]], np.float64)
-    self.box_matrix = (np.vstack([aligned.matrix, [0, 0, 1]]) @ shift)[:2]
-    self.size = (self.x1 - self.x0, self.y1 - self.y0)
-    mask = cv2.warpAffine(paste_mask(crop), self.box_matrix, self.size,
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-    self.mask = mask[..., None]
-    self.background = self.image[self.y0:self.y1, self.x0:self.x1].astype(
-        np.float32)
-
-  def __call__(self, faces: np.ndarray) -> np.ndarray:
-    """faces: uint8 [n, crop, crop, 3] -> uint8 [n, H, W, 3] (photo size)."""
-    faces = np.asarray(faces)
-    out = np.repeat(self.image[None], len(faces), axis=0)
-    if self.size[0] <= 0 or self.size[1] <= 0:
-      return out
-    for i, face in enumerate(faces):
-      warped = cv2.warpAffine(face, self.box_matrix, self.size,
-                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
-      blend = self.mask * warped + (1.0 - self.mask) * self.background
-      out[i, self.y0:self.y1, self.x0:self.x1] = np.clip(
-          blend + 0.5, 0, 255).astype(np.uint8)
-    return out
-
-
-def paste_back(aligned: AlignedPhoto, faces: np.ndarray) -> np.ndarray:
-  """Generated faces uint8 [n, crop, crop, 3] -> photos uint8 [n, H, W, 3]."""
-  return PasteBack(aligned)(faces)

@@ -226,6 +226,32 @@ def test_manifest_csv_and_jsonl(model, head, inputs, tmp_path):
     generate.read_manifest(str(bad))
 
 
+def test_output_photo_and_face(model, head, inputs, tmp_path, capsys):
+  """--paste_back / --output=photo: photo-size frames; --output=face: the crop."""
+  outs = {k: tmp_path / f"{k}.mp4" for k in ("photo", "face")}
+  for kind, flag in (("photo", "--paste_back"), ("face", "--output=face")):
+    code, stdout, stderr = _run_main(
+        [f"--model={model}", f"--image={inputs['image']}",
+         f"--audio={inputs['stereo']}", f"--out={outs[kind]}", flag,
+         f"--chunk_frames={lib.CHUNK_FRAMES}"], capsys)
+    assert code == 0, stderr
+  photo_frames, _ = video.read_video(outs["photo"])
+  face_frames, _ = video.read_video(outs["face"])
+  assert photo_frames.shape == (23, 512, 512, 3)
+  assert face_frames.shape == (23, lib.CROP, lib.CROP, 3)
+  # Above the mouth the photo is untouched (up to H.264 at CRF 18).
+  top = 110  # the astronaut's eyes span y 98-107, her mouth 139-156
+  luma = np.array([0.299, 0.587, 0.114])  # yuv420p keeps luma sharp
+  error = (photo_frames[:, :top] - lib.astronaut()[:top].astype(float)) @ luma
+  assert 10 * np.log10(255**2 / np.mean(error**2)) > 38.0  # PSNR, dB
+  assert photo_frames[:, :top].std(axis=0).mean() < 1.0  # and it is still
+  code, _, stderr = _run_main(
+      [f"--model={model}", f"--image={inputs['image']}",
+       f"--audio={inputs['stereo']}", f"--out={tmp_path / 'x.mp4'}",
+       "--paste_back", "--output=photo_whole_face"], capsys)
+  assert code == 1 and "not both" in stderr.strip().splitlines()[-1]
+
+
 def test_failure_while_streaming_leaves_no_partial_mp4(model, head, inputs,
                                                        tmp_path, monkeypatch):
   original = head.stream

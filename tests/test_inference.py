@@ -85,19 +85,6 @@ def test_corrupt_image_is_one_line_error(head, tmp_path, content):
   assert "\n" not in str(e.value) and str(path) in str(e.value)
 
 
-def test_paste_back_restores_the_photo_outside_the_face(aligned):
-  same = photo.paste_back(aligned, aligned.face[None])[0]
-  assert same.shape == aligned.image.shape
-  assert np.abs(same.astype(int) - aligned.image).mean() < 1.0
-  inverted = photo.paste_back(aligned, 255 - aligned.face[None])[0]
-  changed = np.abs(inverted.astype(int) - aligned.image).max(-1) > 40
-  ys, xs = np.nonzero(changed)
-  face_lo, face_hi = aligned.landmarks.min(0), aligned.landmarks.max(0)
-  assert changed.sum() > 0.5 * np.prod(face_hi - face_lo)
-  assert xs.min() > face_lo[0] - 40 and xs.max() < face_hi[0] + 40
-  assert ys.max() < face_hi[1] + 40
-
-
 # ------------------------------------------------------------------- audio --
 
 def test_features_match_the_encoder_on_each_frames_window(head):
@@ -177,9 +164,30 @@ def test_stream_is_chunked_and_matches_generate(head, aligned):
   assert [len(c) for c in chunks] == [16, 16, 6]  # 37.5 -> 38 frames
   whole = head.generate(aligned, audio, sample_rate=lib.SAMPLE_RATE)
   np.testing.assert_array_equal(np.concatenate(chunks), whole)
-  pasted = head.generate(aligned, audio, sample_rate=lib.SAMPLE_RATE,
-                         paste_back=True)
-  assert pasted.shape == (len(whole),) + aligned.image.shape
+  # Photo outputs: the same frames, composited chunk by chunk.
+  still = head.still_face(aligned)
+  for output in ("photo", "photo_whole_face"):
+    pasted = head.generate(aligned, audio, sample_rate=lib.SAMPLE_RATE,
+                           output=output)
+    assert pasted.shape == (len(whole),) + aligned.image.shape
+    np.testing.assert_array_equal(pasted,
+                                  head.compositor(aligned, output)(whole))
+  assert still.shape == (lib.CROP, lib.CROP, 3)
+  shorthand = head.generate(aligned, audio, sample_rate=lib.SAMPLE_RATE,
+                            paste_back=True)
+  np.testing.assert_array_equal(shorthand,
+                                head.compositor(aligned, "photo")(whole))
+  with pytest.raises(ValueError, match="output='mp4'"):
+    head.generate(aligned, audio, sample_rate=lib.SAMPLE_RATE, output="mp4")
+
+
+def test_silence_composited_onto_the_photo_is_the_photo(head, aligned):
+  """output='photo': a still face changes no pixel of the photo."""
+  frames = head.generate(aligned, np.zeros(16000, np.float32),
+                         sample_rate=lib.SAMPLE_RATE, output="photo")
+  assert frames.shape == (25,) + aligned.image.shape
+  for frame in frames:
+    np.testing.assert_array_equal(frame, aligned.image)
 
 
 # -------------------------------------------------------------- adaptation --
