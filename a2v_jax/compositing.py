@@ -34,9 +34,9 @@ import numpy as np
 from a2v_jax.face import align
 
 # dlib / iBUG 68-point indices (0-based).
-_JAW = slice(2, 15)  # jaw line, below the nose bridge to the other side
+_JAW = slice(1, 16)  # the jaw line below the cheekbones
 _CHIN = slice(4, 13)  # the part of the jaw that drops when the mouth opens
-_NOSE_TIP = 30
+_NOSE_BRIDGE_LOW = 29
 _LOWER_LIP_BOTTOM = 57
 _CHIN_TIP = 8
 
@@ -44,10 +44,11 @@ _CHIN_TIP = 8
 # reaches 1 BORDER_RAMP further in.
 BORDER_ZERO = 0.03
 BORDER_RAMP = 0.05
-# The lower-face mask's feather (Gaussian sigma, crop widths) and the room
-# below the chin for the jaw to drop (a fraction of the lip-to-chin span).
-LOWER_FACE_FEATHER = 0.025
-CHIN_ROOM = 0.5
+# The lower-face mask's feather (Gaussian sigma, crop widths; the ramp is
+# about twice as wide) and the room below the chin for the jaw to drop (a
+# fraction of the lip-to-chin span).
+LOWER_FACE_FEATHER = 0.03
+CHIN_ROOM = 0.15
 # Changes smaller than this (uint8 levels) are rounding noise, not motion:
 # they are dropped (soft threshold), so a still region stays bit-identical.
 CHANGE_THRESHOLD = 1.5
@@ -70,27 +71,37 @@ def border_taper(crop: int) -> np.ndarray:
 
 
 def lower_face_mask(crop: int, landmarks: np.ndarray) -> np.ndarray:
-  """Feathered mask of the lower face: jaw line, mouth, up to the nose tip.
+  """Mask of the lower face, feathered inwards from its outline.
+
+  The outline is the jaw line (ear to ear, below the cheekbones) closed
+  below the nose bridge, with a little room under the chin for the jaw to
+  drop. The feather lies inside the outline: the mask is 0 on the face's
+  contour and outside it (the generator's rendering of the neck and the
+  background changes with the audio too, without meaning), and 1 a
+  `LOWER_FACE_FEATHER` inside.
 
   Args:
     crop: side of the aligned crop in px.
     landmarks: float [68, 2] (x, y) in crop px.
 
   Returns:
-    float32 [crop, crop] in [0, 1]; 0 at the eyes and above and near the
-    crop's border, with room below the chin for the jaw to drop.
+    float32 [crop, crop] in [0, 1]; 0 at the eyes and above, beyond the jaw
+    line and near the crop's border.
   """
   pts = np.asarray(landmarks, np.float32)
   room = CHIN_ROOM * np.linalg.norm(pts[_CHIN_TIP] - pts[_LOWER_LIP_BOTTOM])
   down = np.array([0.0, room], np.float32)
   poly = np.concatenate([pts[_JAW], pts[_CHIN] + down,
-                         pts[_NOSE_TIP][None]])
+                         pts[_NOSE_BRIDGE_LOW][None]])
   hull = cv2.convexHull(np.round(poly * 16).astype(np.int32))
   mask = np.zeros((crop, crop), np.float32)
   cv2.fillConvexPoly(mask, hull, 1.0, lineType=cv2.LINE_AA, shift=4)
+  # A Gaussian blur is 0.5 on the outline; 2 * blur - 1 puts the ramp inside.
   sigma = max(LOWER_FACE_FEATHER * crop, 0.5)
   mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=sigma,
                           borderType=cv2.BORDER_CONSTANT)
+  mask = np.clip(2.0 * mask - 1.0, 0.0, 1.0)
+  mask = mask * mask * (3.0 - 2.0 * mask)  # smoothstep
   return mask * border_taper(crop)
 
 

@@ -1,14 +1,18 @@
-r"""One-shot inference throughput, adaptation time and peak memory.
+r"""One-shot inference throughput, adaptation time, compositing and memory.
 
   python benchmarks/generate.py [--model=EXPORT_DIR] [--sizes=128,256] \
-      [--generators=default,demo] [--batchings=map,vmap]
+      [--generators=default,demo] [--batchings=map,vmap] \
+      [--composite_photos=512,1080,2160]
 
 Prints, per crop size: generation frames/s and real-time factor without and
 with adaptation, the adaptation time (compile and compute), N identities
-adapted as one vmapped computation against N separate runs; then the peak
-memory of the whole command (photo -> mp4) for short and long audio, each in
-a fresh process, with the output's stream durations (frames, audio and mp4
-must agree to within one frame).
+adapted as one vmapped computation against N separate runs; the per-frame
+cost of putting the generated faces into photos of each height
+(a2v_jax.compositing; the astronaut scaled to that height and padded to
+16:9, CPU only, no model needed); then the peak memory of the whole command
+(photo -> mp4, --memory_output) for short and long audio, each in a fresh
+process, with the output's stream durations (frames, audio and mp4 must
+agree to within one frame).
 
 Without --model the generator and encoder are randomly initialised, and the
 output says so (speed and memory do not depend on the weights), with the
@@ -38,6 +42,9 @@ import numpy as np
 import skimage.data
 import soundfile as sf
 
+import timing
+
+from a2v_jax import compositing
 from a2v_jax import export
 from a2v_jax import generate
 from a2v_jax import inference
@@ -65,6 +72,14 @@ _MEMORY_CONFIG = flags.DEFINE_enum("memory_config", "demo", ["demo", "default"],
                                    "Model of the memory runs (no --model).")
 _MEMORY_CROP = flags.DEFINE_integer("memory_crop", 64, "Crop of the memory "
                                     "runs without --model.")
+_MEMORY_OUTPUT = flags.DEFINE_enum("memory_output", "photo",
+                                   ["face", "photo", "photo_whole_face"],
+                                   "What the memory runs write (--output).")
+_COMPOSITE = flags.DEFINE_list("composite_photos", ["512", "1080", "2160"],
+                               "Photo heights of the compositing timings "
+                               "('' = skip).")
+_COMPOSITE_CROPS = flags.DEFINE_list("composite_crops", ["64", "128"],
+                                     "Face crops of the compositing timings.")
 _CHILD = flags.DEFINE_string("child", "", "Internal: run one memory "
                              "measurement as 'MODEL,AUDIO,OUT'.")
 
@@ -144,6 +159,49 @@ def bench_size(crop: int, config_name: str, workdir: str) -> dict:
   return row
 
 
+def test_photo(height: int) -> np.ndarray:
+  """The astronaut scaled to `height` px, edge-padded to 16:9 above 512 px."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  image = skimage.data.astronaut()
+  if height == image.shape[0]:
+    return image
+  image = cv2.resize(image, (height, height), interpolation=cv2.INTER_CUBIC)
+  pad = (height * 16 // 9 - height) // 2
+  return cv2.copyMakeBorder(image, 0, 0, pad, pad, cv2.BORDER_REPLICATE)
+
+
+def bench_compositing() -> list[dict]:
+  """ms per frame of each compositor, per photo height and crop."""
+  rows = []
+  rng = np.random.default_rng(0)
+  for height in (int(h) for h in _COMPOSITE.value if h):
+    image = test_photo(height)
+    for crop in (int(c) for c in _COMPOSITE_CROPS.value if c):
+      _progress(f"compositing {image.shape[1]}x{height}, crop {crop}")
+      aligned = photo.prepare_photo(image, crop)
+      still = aligned.face
+      # A chunk of frames that differ from the still in the lower face.
+      frames = np.repeat(still[None], _CHUNK.value, axis=0).astype(np.int16)
+      frames[:, crop // 2:] += rng.integers(-30, 30, frames[:, crop // 2:].shape,
+                                            dtype=np.int16)
+      frames = np.clip(frames, 0, 255).astype(np.uint8)
+      row = {"photo": f"{image.shape[1]}x{height}", "crop": crop}
+      for name, paste in (
+          ("change", compositing.ChangeComposite(aligned, still)),
+          ("whole_face", compositing.WholeFacePaste(aligned, still))):
+        def run(paste=paste):
+          for _ in paste.chunks(frames):
+            pass
+        row[name + "_ms"] = 1e3 * timing.best_seconds(run, (), 1, 3) / len(
+            frames)
+        row[name + "_box"] = f"{paste.size[0]}x{paste.size[1]}"
+      row["copy_ms"] = 1e3 * timing.best_seconds(
+          np.repeat, (image[None], len(frames), 0), 1, 3) / len(frames)
+      rows.append(row)
+      print("measured: " + json.dumps(row), flush=True)
+  return rows
+
+
 def _progress(stage: str) -> None:
   print(f"[{time.strftime('%H:%M:%S')}] {stage}", file=sys.stderr, flush=True)
 
@@ -175,7 +233,8 @@ def run_child(spec: str) -> None:
   cv2.imwrite(image, skimage.data.astronaut()[..., ::-1])
   start = time.perf_counter()
   (result,) = generate.run(model, [generate.Request(image, audio, out)],
-                           chunk_frames=_CHUNK.value, progress=False)
+                           chunk_frames=_CHUNK.value,
+                           output=_MEMORY_OUTPUT.value, progress=False)
   wall = time.perf_counter() - start
   info = video.probe_streams(out)
   peak = {"python_rss_mib": _peak_rss_mib()}
@@ -200,7 +259,8 @@ def bench_memory(workdir: str) -> list[dict]:
     out = os.path.join(workdir, f"out_{seconds:g}s.mp4")
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__),
-         f"--child={model},{audio},{out}", f"--chunk_frames={_CHUNK.value}"],
+         f"--child={model},{audio},{out}", f"--chunk_frames={_CHUNK.value}",
+         f"--memory_output={_MEMORY_OUTPUT.value}"],
         capture_output=True, text=True, check=False)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     if proc.returncode or not lines:
@@ -260,13 +320,28 @@ def main(argv) -> None:
                 f" {b['compute_s']:.2f} | {r['separate_compute_s']:.2f} |"
                 f" {r['separate_compute_s'] / b['compute_s']:.2f}x |"
                 f" {runs:.1f} | {batched:.1f} | {runs / batched:.2f}x |")
+    composite = bench_compositing() if any(_COMPOSITE.value) else []
+    if composite:
+      print()
+      print("compositing, ms per frame (best of repeats, chunks of "
+            f"{_CHUNK.value}): 'change' = output photo (default), "
+            "'whole_face' = output photo_whole_face; 'photo copy' = the "
+            "bare copy of the photo that every output frame starts as")
+      print("| photo | crop | change ms | change box px | whole_face ms | "
+            "whole_face box px | photo copy ms |")
+      print("|---|---|---|---|---|---|---|")
+      for r in composite:
+        print(f"| {r['photo']} | {r['crop']} | {r['change_ms']:.2f} | "
+              f"{r['change_box']} | {r['whole_face_ms']:.2f} | "
+              f"{r['whole_face_box']} | {r['copy_ms']:.2f} |")
     mem = bench_memory(workdir) if any(_MEMORY.value) else []
     if mem:
       print()
       print("memory runs: " + ("--model" if _MODEL.value else
                                f"{_MEMORY_CONFIG.value} config at "
                                f"{_MEMORY_CROP.value}x{_MEMORY_CROP.value}, "
-                               "random weights") + ", photo -> mp4, fresh "
+                               "random weights") + ", photo -> mp4 "
+            f"(--output={_MEMORY_OUTPUT.value}), fresh "
             "process each; peak RSS of the Python process (compile "
             "included; ffmpeg's encoder is a separate, bounded process)")
       print("| audio s | frames | frames/s | peak RSS MiB | device peak MiB |"
