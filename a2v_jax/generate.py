@@ -205,7 +205,7 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
   if output not in inference.OUTPUTS:
     raise RequestError(f"--output={output} is not one of "
                        f"{', '.join(inference.OUTPUTS)}")
-  if paste_back and output != "face":
+  if paste_back and output not in ("face", "photo"):
     raise RequestError(f"--paste_back is short for --output=photo; pass it or"
                        f" --output={output}, not both")
   output = "photo" if paste_back else output
