@@ -250,6 +250,11 @@ def test_output_photo_and_face(model, head, inputs, tmp_path, capsys):
        f"--audio={inputs['stereo']}", f"--out={tmp_path / 'x.mp4'}",
        "--paste_back", "--output=photo_whole_face"], capsys)
   assert code == 1 and "not both" in stderr.strip().splitlines()[-1]
+  code, _, stderr = _run_main(
+      [f"--model={model}", f"--image={inputs['image']}",
+       f"--audio={inputs['stereo']}", f"--out={tmp_path / 'x.mp4'}",
+       "--paste_back", "--crf=60"], capsys)
+  assert code == 1 and "0-51" in stderr.strip().splitlines()[-1]
 
 
 def test_failure_while_streaming_leaves_no_partial_mp4(model, head, inputs,
