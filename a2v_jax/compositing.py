@@ -14,17 +14,19 @@ px) for every frame:
   sharpness and colour everywhere; a colour cast or blur of the generator
   is in both G_t and G_still and cancels.
 - `WholeFacePaste` (output 'photo_whole_face'): the generated face itself,
-  upscaled, replaces the photo's face through a feathered ellipse, its
-  colour matched to the photo. It is softer than the photo, but it is the
+  upscaled, replaces the photo's face (jaw line to forehead, feathered
+  inwards), its colour matched to the photo. It is softer than the photo, but it is the
   one to use for a model that moves the whole head or the eyes (a pure
   difference of a moved head would show double edges) and for looking at
   the model's own rendering in context.
 
-Both masks fall to exactly 0 a few pixels inside the crop's border: a
-generator's outermost rows carry padding artefacts and the crop edge is a
-discontinuity, and a mask still non-zero there pasted both as a line along
-the crop's edge (the teal line on the astronaut's collar) and a band of the
-generator's rendering of the neck (the grey smear under the chin).
+Both masks are 0 on the face's contour and beyond it, and a few pixels
+inside the crop's border. The paste this replaced used an ellipse reaching
+below the chin whose weight was still 0.8 on the crop's bottom row: the
+generator's bottom rows, where the aligned crop cuts through the neck and
+its border padding acts, change with the audio (by +16 to +34 levels on
+average on the astronaut), and were pasted as a teal line along the crop's
+edge (the top of her collar) over a grey smear under her chin.
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ import numpy as np
 from a2v_jax.face import align
 
 # dlib / iBUG 68-point indices (0-based).
+_FACE_OUTLINE = slice(0, 17)  # ear to ear along the jaw
+_BROWS = slice(17, 27)
 _JAW = slice(1, 16)  # the jaw line below the cheekbones
 _CHIN = slice(4, 13)  # the part of the jaw that drops when the mouth opens
 _NOSE_BRIDGE_LOW = 29
@@ -52,11 +56,10 @@ CHIN_ROOM = 0.15
 # Changes smaller than this (uint8 levels) are rounding noise, not motion:
 # they are dropped (soft threshold), so a still region stays bit-identical.
 CHANGE_THRESHOLD = 1.5
-# The whole-face ellipse (crop units) around the template face (brows to
-# chin: y 0.36-0.90, x 0.22-0.78) and its feather.
-ELLIPSE_CENTRE = (0.5, 0.6)
-ELLIPSE_AXES = (0.31, 0.37)
-ELLIPSE_FEATHER = 0.045
+# The whole-face mask: the face outline and the brows raised by this
+# fraction of the brow-to-chin height (the forehead), feathered inwards.
+FOREHEAD = 0.2
+FACE_FEATHER = 0.04
 # Output chunks hold at most this many bytes (a 4K frame is 25 MB).
 MAX_CHUNK_BYTES = 256 * 2**20
 
@@ -70,15 +73,32 @@ def border_taper(crop: int) -> np.ndarray:
   return np.minimum(ramp[:, None], ramp[None, :])
 
 
+def _hull_mask(crop: int, points: np.ndarray, feather: float) -> np.ndarray:
+  """The points' convex hull, feathered inwards: float32 [crop, crop] in [0, 1].
+
+  0 on the hull's outline and outside it, 1 about 2 * feather * crop
+  inside, and 0 near the crop's border (`border_taper`).
+  """
+  hull = cv2.convexHull(np.round(np.asarray(points) * 16).astype(np.int32))
+  mask = np.zeros((crop, crop), np.float32)
+  cv2.fillConvexPoly(mask, hull, 1.0, lineType=cv2.LINE_AA, shift=4)
+  # A Gaussian blur is 0.5 on the outline; 2 * blur - 1 puts the ramp inside.
+  sigma = max(feather * crop, 0.5)
+  mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=sigma,
+                          borderType=cv2.BORDER_CONSTANT)
+  mask = np.clip(2.0 * mask - 1.0, 0.0, 1.0)
+  mask = mask * mask * (3.0 - 2.0 * mask)  # smoothstep
+  return mask * border_taper(crop)
+
+
 def lower_face_mask(crop: int, landmarks: np.ndarray) -> np.ndarray:
   """Mask of the lower face, feathered inwards from its outline.
 
-  The outline is the jaw line (ear to ear, below the cheekbones) closed
-  below the nose bridge, with a little room under the chin for the jaw to
-  drop. The feather lies inside the outline: the mask is 0 on the face's
-  contour and outside it (the generator's rendering of the neck and the
-  background changes with the audio too, without meaning), and 1 a
-  `LOWER_FACE_FEATHER` inside.
+  The outline is the jaw line (below the cheekbones) closed below the nose
+  bridge, with a little room under the chin for the jaw to drop. The mask
+  is 0 on the face's contour and beyond it: the generator's rendering of the
+  neck and of the crop's border changes with the audio too, without
+  meaning (the grey smear under the astronaut's chin).
 
   Args:
     crop: side of the aligned crop in px.
@@ -93,29 +113,25 @@ def lower_face_mask(crop: int, landmarks: np.ndarray) -> np.ndarray:
   down = np.array([0.0, room], np.float32)
   poly = np.concatenate([pts[_JAW], pts[_CHIN] + down,
                          pts[_NOSE_BRIDGE_LOW][None]])
-  hull = cv2.convexHull(np.round(poly * 16).astype(np.int32))
-  mask = np.zeros((crop, crop), np.float32)
-  cv2.fillConvexPoly(mask, hull, 1.0, lineType=cv2.LINE_AA, shift=4)
-  # A Gaussian blur is 0.5 on the outline; 2 * blur - 1 puts the ramp inside.
-  sigma = max(LOWER_FACE_FEATHER * crop, 0.5)
-  mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=sigma,
-                          borderType=cv2.BORDER_CONSTANT)
-  mask = np.clip(2.0 * mask - 1.0, 0.0, 1.0)
-  mask = mask * mask * (3.0 - 2.0 * mask)  # smoothstep
-  return mask * border_taper(crop)
+  return _hull_mask(crop, poly, LOWER_FACE_FEATHER)
 
 
-def ellipse_mask(crop: int) -> np.ndarray:
-  """The whole-face mask: a feathered ellipse, float32 [crop, crop] in [0, 1]."""
-  mask = np.zeros((crop, crop), np.float32)
-  centre = (int(round(ELLIPSE_CENTRE[0] * crop)),
-            int(round(ELLIPSE_CENTRE[1] * crop)))
-  axes = (int(round(ELLIPSE_AXES[0] * crop)), int(round(ELLIPSE_AXES[1] * crop)))
-  cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, thickness=-1)
-  sigma = max(ELLIPSE_FEATHER * crop, 0.5)
-  mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=sigma,
-                          borderType=cv2.BORDER_CONSTANT)
-  return mask * border_taper(crop)
+def face_mask(crop: int, landmarks: np.ndarray) -> np.ndarray:
+  """Mask of the whole face, jaw line to forehead, feathered inwards.
+
+  Args:
+    crop: side of the aligned crop in px.
+    landmarks: float [68, 2] (x, y) in crop px.
+
+  Returns:
+    float32 [crop, crop] in [0, 1]; 0 beyond the jaw line, above the
+    forehead and near the crop's border.
+  """
+  pts = np.asarray(landmarks, np.float32)
+  lift = FOREHEAD * (pts[_CHIN_TIP, 1] - pts[_BROWS, 1].mean())
+  poly = np.concatenate([pts[_FACE_OUTLINE],
+                         pts[_BROWS] - np.array([0.0, lift], np.float32)])
+  return _hull_mask(crop, poly, FACE_FEATHER)
 
 
 class _Compositor:
@@ -232,8 +248,9 @@ class ChangeComposite(_Compositor):
 class WholeFacePaste(_Compositor):
   """Replaces the photo's face with the generated one (see the docstring).
 
-  out = m * (face + colour offset) + (1 - m) * photo, m a feathered ellipse;
-  the offset is the mask-weighted mean of photo crop - still, per channel.
+  out = m * (face + colour offset) + (1 - m) * photo, m = `face_mask` of the
+  photo's landmarks; the offset is the mask-weighted mean of photo crop -
+  still, per channel.
 
   Args:
     aligned: the AlignedPhoto the faces were generated from.
@@ -242,7 +259,8 @@ class WholeFacePaste(_Compositor):
   """
 
   def __init__(self, aligned, still: np.ndarray | None = None):
-    super().__init__(aligned, ellipse_mask(aligned.crop))
+    super().__init__(aligned, face_mask(
+        aligned.crop, align.apply_transform(aligned.matrix, aligned.landmarks)))
     if still is None:
       self.offset = np.zeros(3, np.float32)
     else:

@@ -111,12 +111,10 @@ def test_crop_border_artefacts_never_reach_the_photo(aligned, kind):
   outline = _crop_outline_in_photo(aligned)
   diff = np.abs(out.astype(int) - aligned.image).max(-1)
   assert diff[outline].max() == 0
-  # The neck under the chin: untouched (the whole-face paste shows the
-  # generator's neck down to where its mask ends, 3% of the crop inside).
+  # The neck under the chin: untouched.
   chin = aligned.landmarks[8, 1]
   scale = np.hypot(*aligned.matrix[0, :2])
-  gap = 0.02 if kind == "change" else 0.09
-  assert diff[int(chin + gap * CROP / scale):].max() == 0
+  assert diff[int(chin + 0.03 * CROP / scale):].max() == 0
 
 
 def test_whole_face_paste_matches_the_photos_colour(aligned):
@@ -138,13 +136,15 @@ def test_whole_face_paste_matches_the_photos_colour(aligned):
 
 def test_masks_vanish_at_the_crop_border():
   lm = align.CANONICAL_TEMPLATE * CROP
+  chin = lm[8, 1]
   for mask in (compositing.lower_face_mask(CROP, lm),
-               compositing.ellipse_mask(CROP)):
+               compositing.face_mask(CROP, lm)):
     assert mask.dtype == np.float32 and mask.shape == (CROP, CROP)
     assert mask.max() == pytest.approx(1.0, abs=0.02)
     zero = int(np.ceil(compositing.BORDER_ZERO * CROP))
     assert mask[:zero].max() == 0 and mask[-zero:].max() == 0
     assert mask[:, :zero].max() == 0 and mask[:, -zero:].max() == 0
+    assert mask[int(np.ceil(chin + 0.03 * CROP)):].max() == 0  # no neck
   lower = compositing.lower_face_mask(CROP, lm)
   eyes_bottom = int(np.ceil(lm[36:48, 1].max()))
   assert lower[:eyes_bottom].max() == 0
