@@ -15,10 +15,10 @@ px) for every frame:
   is in both G_t and G_still and cancels.
 - `WholeFacePaste` (output 'photo_whole_face'): the generated face itself,
   upscaled, replaces the photo's face (jaw line to forehead, feathered
-  inwards), its colour matched to the photo. It is softer than the photo, but it is the
-  one to use for a model that moves the whole head or the eyes (a pure
-  difference of a moved head would show double edges) and for looking at
-  the model's own rendering in context.
+  inwards), its colour matched to the photo. It is softer than the photo,
+  but it is the one to use for a model that moves the whole head or the
+  eyes (a pure difference of a moved head would show double edges) and for
+  looking at the model's own rendering in context.
 
 Both masks are 0 on the face's contour and beyond it, and a few pixels
 inside the crop's border. The paste this replaced used an ellipse reaching
@@ -146,9 +146,9 @@ class _Compositor:
     if len(xs) == 0:
       self.x0 = self.y0 = self.x1 = self.y1 = 0
     else:
-      corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()],
-                          [xs.min(), ys.max() + 1], [xs.max() + 1, ys.max() + 1]],
-                         np.float64)
+      left, top, right, bottom = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+      corners = np.array([[left, top], [right, top], [left, bottom],
+                          [right, bottom]], np.float64)
       inverse = cv2.invertAffineTransform(aligned.matrix.astype(np.float64))
       photo = corners @ inverse[:, :2].T + inverse[:, 2]
       x0, y0 = np.floor(photo.min(0)).astype(int) - 2

@@ -308,10 +308,11 @@ class TalkingHead:
   # ----------------------------------------------------------- generation --
 
   def still_face(self, identity: ImageInput | Identity) -> np.ndarray:
-    """The generator's frame for the still reference (silence): uint8 [crop, crop, 3].
+    """The generator's frame for the still reference (silence).
 
-    The zero of the change that `output='photo'` composites; for silence
-    every frame of `stream` is this one (up to 1 level of batch rounding).
+    Returns uint8 [crop, crop, 3]: the zero of the change that
+    output='photo' composites. For silence every frame of `stream` is this
+    one (up to 1 level of batch rounding).
     """
     identity = self.identity(identity)
     face = jnp.asarray(photo_lib.face_to_float(identity.aligned.face[None]))

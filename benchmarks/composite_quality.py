@@ -87,7 +87,8 @@ def regions(lm: np.ndarray, shape) -> dict:
       "face": _box(lm, shape, top=brows - 0.15 * height),
       "upper": _box(lm[[0, 16]], shape, top=brows - 0.25 * height,
                     bottom=lm[36:48, 1].max() + 0.02 * height),
-      "lower": _box(lm[3:14], shape, top=lm[30, 1], bottom=lm[8, 1] + 0.1 * height),
+      "lower": _box(lm[3:14], shape, top=lm[30, 1],
+                    bottom=lm[8, 1] + 0.1 * height),
   }
 
 
@@ -154,7 +155,8 @@ def evaluate_clip(head, detector, aligned, audio, target, real=None,
 def _photo_clips(head, detector):
   """(name, aligned, audio path, target) for every photo x utterance."""
   speaker = os.path.join(_AUDIO_DIR.value, _AUDIO_SPEAKER.value)
-  gts = sorted(glob.glob(os.path.join(speaker, "*.gt.json")))[:_AUDIO_CLIPS.value]
+  gts = sorted(glob.glob(os.path.join(speaker, "*.gt.json")))
+  gts = gts[:_AUDIO_CLIPS.value]
   if not gts:
     raise app.UsageError(f"no {{id}}.gt.json under {speaker}; pass "
                          "--audio_dir=CORPUS of a2v_jax.data.synthetic")
@@ -167,7 +169,8 @@ def _photo_clips(head, detector):
         target = np.asarray(json.load(f)["mouth_open"], np.float64)
       audio = os.path.join(_AUDIO_DIR.value, "audio_25k", _AUDIO_SPEAKER.value,
                            uid + ".wav")
-      yield f"{os.path.basename(path).split('.')[0]}_{uid}", aligned, audio, target
+      name = f"{os.path.basename(path).split('.')[0]}_{uid}"
+      yield name, aligned, audio, target
 
 
 def _grid_clips(head, detector):

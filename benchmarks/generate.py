@@ -182,8 +182,8 @@ def bench_compositing() -> list[dict]:
       still = aligned.face
       # A chunk of frames that differ from the still in the lower face.
       frames = np.repeat(still[None], _CHUNK.value, axis=0).astype(np.int16)
-      frames[:, crop // 2:] += rng.integers(-30, 30, frames[:, crop // 2:].shape,
-                                            dtype=np.int16)
+      lower = frames[:, crop // 2:]
+      lower += rng.integers(-30, 30, lower.shape, dtype=np.int16)
       frames = np.clip(frames, 0, 255).astype(np.uint8)
       row = {"photo": f"{image.shape[1]}x{height}", "crop": crop}
       for name, paste in (

@@ -1,4 +1,4 @@
-"""Generated faces back into the photo: only the change, no crop-border seams."""
+"""Generated faces back into the photo: only the change, no crop seams."""
 import cv2
 import numpy as np
 import pytest
@@ -118,7 +118,7 @@ def test_crop_border_artefacts_never_reach_the_photo(aligned, kind):
 
 
 def test_whole_face_paste_matches_the_photos_colour(aligned):
-  """A colour cast of the generator is removed where the face meets the photo."""
+  """A colour cast of the generator is removed where face and photo meet."""
   still = _generator_like_still(aligned)
   box_casts = []
   for colour_still in (still, None):

@@ -227,7 +227,7 @@ def test_manifest_csv_and_jsonl(model, head, inputs, tmp_path):
 
 
 def test_output_photo_and_face(model, head, inputs, tmp_path, capsys):
-  """--paste_back / --output=photo: photo-size frames; --output=face: the crop."""
+  """--paste_back (--output=photo): photo-size frames; --output=face: crops."""
   outs = {k: tmp_path / f"{k}.mp4" for k in ("photo", "face")}
   for kind, flag in (("photo", "--paste_back"), ("face", "--output=face")):
     code, stdout, stderr = _run_main(
