@@ -286,6 +286,12 @@ def export_model(out_dir: str | os.PathLike, *,
       ckptr.save(ckpt_dir, args=ocp.args.Composite(
           params=ocp.args.StandardSave(variables),
           metadata=ocp.args.JsonSave(metadata)))
+    # orbax's commit markers record the staging path; an export is meant to
+    # be moved and shipped, so keep the marker and drop the path.
+    for root, _, files in os.walk(ckpt_dir):
+      if "commit_success.txt" in files:
+        with open(os.path.join(root, "commit_success.txt"), "w") as f:
+          f.write("Checkpoint commit was successful.\n")
     old = None
     if os.path.exists(out_dir):
       old = os.path.join(staging, "old")
