@@ -34,6 +34,7 @@ LOSS_TERMS = (
     'contrastive',           # sync discriminator, SyncNet embeddings (§4.1.5)
     'reconstruction',        # L1 on the lower half of the face (§4.1.2)
     'blink',                 # eye-aspect-ratio L1 (§4.1.6)
+    'mouth',                 # L1 in the mouth's box (ours; 0 in the paper)
 )
 
 PHASE_NAMES = ('phase1', 'phase2', 'phase3')

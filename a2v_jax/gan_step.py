@@ -31,6 +31,7 @@ from a2v_jax import losses
 from a2v_jax import networks
 from a2v_jax import parallel
 from a2v_jax import train_state as train_state_lib
+from a2v_jax.face import align
 from a2v_jax.models import syncnet
 
 # Incremented each time `train_step` is traced: a phase change must not add
@@ -106,6 +107,7 @@ def _generator_loss_fn(nets: networks.Networks, lc, w, d_vars, frozen, real,
                                      lc.contrastive_margin)
     out['contrastive'] = _gated(gate, w['contrastive'], contrastive)
     out['reconstruction'] = losses.lower_half_l1_loss(real, fake)
+    out['mouth'] = losses.mouth_l1_loss(real, fake, align.MOUTH_BOX)
 
     def blink():
       eyes = lambda x: networks.apply_net(nets.eye, frozen['eye'], x)[0]

@@ -226,6 +226,34 @@ def lower_half_l1_loss(real: jax.Array, fake: jax.Array) -> tuple[jax.Array,
   return loss, {"recon_lower_l1": loss}
 
 
+def mouth_l1_loss(real: jax.Array, fake: jax.Array,
+                  box: tuple[float, float, float, float]
+                  ) -> tuple[jax.Array, Parts]:
+  """L1 reconstruction inside the mouth's box of the aligned crop.
+
+  Not in the paper: on real faces the mouth is a few percent of the frame,
+  so the lower-half L1 and the perceptual loss leave its motion to a weak
+  gradient (a generator trained on them alone keeps the mouth still). This
+  term weighs the mouth's pixels on their own (a mean over the box).
+
+  Args:
+    real, fake: [..., H, W, C] float32 in [-1, 1].
+    box: (y0, y1, x0, x1) as fractions of H and W (face.align.MOUTH_BOX).
+
+  Returns:
+    (loss, {'recon_mouth_l1'}).
+  """
+  if real.shape != fake.shape:
+    raise LossConfigError(f"real {real.shape} and fake {fake.shape} differ")
+  h, w = real.shape[-3], real.shape[-2]
+  y0, y1 = int(round(box[0] * h)), int(round(box[1] * h))
+  x0, x1 = int(round(box[2] * w)), int(round(box[3] * w))
+  if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+    raise LossConfigError(f"mouth box {box} is empty or outside the frame")
+  loss = _mean(jnp.abs(real[..., y0:y1, x0:x1, :] - fake[..., y0:y1, x0:x1, :]))
+  return loss, {"recon_mouth_l1": loss}
+
+
 # ---------------------------------------------------------------- sync, eyes
 def contrastive_loss(video_emb: jax.Array, audio_emb: jax.Array,
                      labels: jax.Array, margin: float = 1.0

@@ -36,6 +36,7 @@ import optax
 
 from a2v_jax import checkpointing
 from a2v_jax import config_validation
+from a2v_jax import curriculum
 from a2v_jax import data_sources
 from a2v_jax import losses
 from a2v_jax import metrics_writer
@@ -427,6 +428,26 @@ def pretrain_helper(name: str, config: ml_collections.ConfigDict,
   return path
 
 
+# The loss term each optional helper serves, and the evaluator that uses it.
+_HELPER_USES = {'syncnet': ('contrastive', 'lip_sync'), 'eye': ('blink', 'blink')}
+
+
+def unused_helpers(config: ml_collections.ConfigDict) -> dict[str, str]:
+  """{helper: why} for the helpers a run never uses: its loss term weighs 0
+  in every phase the run trains and no configured evaluator needs it. Such a
+  helper keeps its random init (its discriminator update is discarded) and
+  is not pretrained."""
+  cur = config.curriculum
+  phases = curriculum.PHASE_NAMES[cur.start_phase - 1:cur.last_phase]
+  out = {}
+  for name, (term, evaluator) in _HELPER_USES.items():
+    if (all(float(cur.weights[p].get(term, 0.0)) == 0 for p in phases)
+        and evaluator not in tuple(config.get('evals', ()))):
+      out[name] = (f'the {term} term weighs 0 in every phase and no '
+                   f'{evaluator} evaluator runs')
+  return out
+
+
 def load_pretrained(config: ml_collections.ConfigDict, workdir: str
                     ) -> dict[str, Any]:
   """Variables of the frozen helper networks, by `config.pretrained` path.
@@ -438,9 +459,14 @@ def load_pretrained(config: ml_collections.ConfigDict, workdir: str
     {'ds2', 'syncnet', 'eye'} -> variables, or None for random init.
   """
   out = {}
+  unused = unused_helpers(config)
   for name in HELPER_TASKS:
     path = config.pretrained[f'{name}_ckpt']
     mode = config.pretrained.missing
+    if not path and name in unused:
+      logging.info('%s is not pretrained: %s.', name, unused[name])
+      out[name] = None
+      continue
     if not path and mode == 'pretrain':
       path = pretrain_helper(
           name, config, os.path.join(workdir, 'pretrained', name),

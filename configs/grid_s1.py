@@ -62,8 +62,12 @@ def _real_s1(c):
   # budget on real GRID stays at chance (multi-way loss ln 13 after 400
   # steps), and a judge at chance only adds noise to G's gradient. The
   # lower-half L1 carries the mouth; :gpu turns the term back on.
+  # The mouth's own L1 (losses.mouth_l1_loss): with the lower-half L1 and
+  # the perceptual loss alone the mouth barely moved on real faces (mouth r
+  # 0.09 after 500 steps); see docs/real_data.md for the A/B.
   for phase in ('phase2', 'phase3'):
     c.curriculum.weights[phase].contrastive = 0.0
+    c.curriculum.weights[phase].mouth = 20.0
   c.pretrained.missing = 'pretrain'
   c.pretrain.update(dict(batch_size=16, ds2_steps=1000, syncnet_steps=1000,
                          eye_steps=400))

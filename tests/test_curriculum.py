@@ -87,3 +87,17 @@ def test_state_round_trips_through_json():
 def test_bad_mode_names_valid_choices():
   with pytest.raises(curriculum.CurriculumError, match="valid choices: steps"):
     curriculum.PhaseController.from_config(_cfg(advance='stabel'))
+
+
+def test_helpers_a_run_never_uses_are_not_pretrained():
+  from a2v_jax import pretrain  # pylint: disable=g-import-not-at-top
+  from configs import grid_s1  # pylint: disable=g-import-not-at-top
+  c = grid_s1.get_config()
+  # CPU run: no sync term in any phase and no lip_sync evaluator.
+  assert set(pretrain.unused_helpers(c)) == {'syncnet'}
+  c.evals = ('lower_face', 'lip_sync')
+  assert not pretrain.unused_helpers(c)
+  c = grid_s1.get_config('gpu')
+  assert not pretrain.unused_helpers(c)
+  c = common.get_config()  # phase 1 only: neither sync nor blink trains
+  assert set(pretrain.unused_helpers(c)) == {'syncnet', 'eye'}

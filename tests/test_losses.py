@@ -132,6 +132,28 @@ def test_lower_half_l1_ignores_the_upper_half():
     losses.lower_half_l1_loss(real, fake[0])
 
 
+def test_mouth_l1_sees_only_the_mouth_box():
+  real = jnp.zeros((2, 3, 20, 10, 3))
+  # Box rows 10..15, columns 2..8 of a 20x10 frame.
+  box = (0.5, 0.75, 0.2, 0.8)
+  fake = jnp.full_like(real, 7.0).at[..., 10:15, 2:8, :].set(-0.25)
+  loss, parts = losses.mouth_l1_loss(real, fake, box)
+  np.testing.assert_allclose(loss, 0.25)
+  assert set(parts) == {"recon_mouth_l1"}
+  with pytest.raises(losses.LossConfigError, match="mouth box"):
+    losses.mouth_l1_loss(real, fake, (0.8, 0.8, 0.2, 0.8))
+
+
+def test_mouth_box_holds_the_template_lips_with_room():
+  from a2v_jax.face import align  # pylint: disable=g-import-not-at-top
+  y0, y1, x0, x1 = align.MOUTH_BOX
+  lips = align.CANONICAL_TEMPLATE[48:68]
+  assert (lips[:, 0] > x0 + 0.05).all() and (lips[:, 0] < x1 - 0.05).all()
+  assert (lips[:, 1] > y0 + 0.05).all() and (lips[:, 1] < y1 - 0.08).all()
+  # Below the box's lower edge lies the chin, not the crop border.
+  assert y1 < align.CANONICAL_TEMPLATE[8, 1]
+
+
 def test_contrastive_at_distance_zero_and_beyond_the_margin():
   v = jnp.array([[1.0, 2.0, 3.0]])
   genuine, _ = losses.contrastive_loss(v, v, jnp.array([1.0]), margin=2.0)
