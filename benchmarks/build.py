@@ -17,6 +17,8 @@ import time
 from absl import app
 from absl import flags
 
+import md_table
+
 from a2v_jax.data import build
 from a2v_jax.data import grid_layout
 from a2v_jax.data import lombard_layout
@@ -33,6 +35,7 @@ _NUM_WORKERS = flags.DEFINE_integer("num_workers", 2, "Build processes.")
 _LAYOUT = flags.DEFINE_enum("layout", "grid", ["grid", "lombard"], "Layout.")
 _CORPUS_DIR = flags.DEFINE_string("corpus_dir", None,
                                   "Existing corpus (default: make one).")
+_MARKDOWN = flags.DEFINE_bool("markdown", False, "Print the table as Markdown.")
 
 
 def _stage_times(utt, crop: int) -> list[tuple[str, float]]:
@@ -90,6 +93,9 @@ def main(argv):
           ("frames / s", f"{frames / wall:.1f}"),
           ("load average (1 min)", f"{os.getloadavg()[0]:.1f}")]
   rows += [(f"cpu: {name} (ms)", f"{sec * 1000:.1f}") for name, sec in stages]
+  if _MARKDOWN.value:
+    md_table.print_markdown(["metric", "value"], rows, right=[False, True])
+    return
   width = max(len(k) for k, _ in rows)
   print(f"{'metric':<{width}}  value")
   print(f"{'-' * width}  {'-' * 30}")

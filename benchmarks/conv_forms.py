@@ -1,6 +1,6 @@
 r"""Times each form of a2v_jax's 'tuned' conv lowering against plain XLA.
 
-  python benchmarks/conv_forms.py [--threads=2] [--batch=4]
+  python benchmarks/conv_forms.py [--threads=2] [--batch=4] [--markdown]
 
 The generator's 'tuned' lowering (a2v_jax/models/conv_lowering.py, the default on
 the CPU backend) picks per-shape forms of its stride-1 convs, bias adds and
@@ -16,10 +16,13 @@ import os
 from absl import app
 from absl import flags
 
+import md_table
 import timing
 
 _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads for XLA.")
 _BATCH = flags.DEFINE_integer("batch", 4, "Batch size.")
+_MARKDOWN = flags.DEFINE_bool("markdown", False, "Print one Markdown table "
+                             "at the end instead of rows as they come.")
 
 # (pixels per side, in channels, out channels): the generators' 3x3 convs.
 _CONV_SHAPES = [
@@ -49,8 +52,11 @@ def main(argv):
   pad = ((1, 1), (1, 1))
   print(f"jax {jax.__version__}, {_THREADS.value} threads, batch {b}, "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; ms, best of 3")
-  print(f"{'3x3 conv':<22}{'xla fwd':>9}{'tuned fwd':>10}"
-        f"{'xla f+b':>9}{'tuned f+b':>10}")
+  md_rows = []  # (form, xla fwd, tuned fwd, xla f+b, tuned f+b) for --markdown
+  text = not _MARKDOWN.value
+  if text:
+    print(f"{'3x3 conv':<22}{'xla fwd':>9}{'tuned fwd':>10}"
+          f"{'xla f+b':>9}{'tuned f+b':>10}")
   plain = lambda x, k: conv_lowering.plain_conv(x, k, (1, 1), pad)
   tuned = lambda x, k: conv_lowering.conv2d_tuned(x, k, pad)
   for hw, cin, cout in _CONV_SHAPES:
@@ -65,10 +71,14 @@ def main(argv):
       grad = jax.jit(jax.grad(lambda x, k, f=form: jnp.sum(f(x, k) * r),
                               argnums=(0, 1)))
       row.append(_ms(grad, x, k))
-    print(f"{f'{hw}x{hw} {cin}->{cout}':<22}{row[0]:>9.1f}{row[1]:>10.1f}"
-          f"{row[2]:>9.1f}{row[3]:>10.1f}", flush=True)
-  print(f"{'instance norm / bias':<22}{'xla fwd':>9}{'tuned fwd':>10}"
-        f"{'xla f+b':>9}{'tuned f+b':>10}")
+    md_rows.append([f"3x3 conv {hw}x{hw} {cin}->{cout}"] +
+                   [f"{v:.1f}" for v in row])
+    if text:
+      print(f"{f'{hw}x{hw} {cin}->{cout}':<22}{row[0]:>9.1f}{row[1]:>10.1f}"
+            f"{row[2]:>9.1f}{row[3]:>10.1f}", flush=True)
+  if text:
+    print(f"{'instance norm / bias':<22}{'xla fwd':>9}{'tuned fwd':>10}"
+          f"{'xla f+b':>9}{'tuned f+b':>10}")
   for hw, c in _NORM_SHAPES:
     x = jnp.asarray(rng.standard_normal((b, hw, hw, c)) * 2 + 1, jnp.float32)
     r = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
@@ -78,15 +88,25 @@ def main(argv):
     for norm in (layers.instance_norm, conv_lowering.instance_norm_tuned):
       row.append(_ms(jax.jit(jax.grad(lambda x, f=norm: jnp.sum(f(x) * r))),
                      x))
-    print(f"{f'norm {hw}x{hw}x{c}':<22}{row[0]:>9.1f}{row[1]:>10.1f}"
-          f"{row[2]:>9.1f}{row[3]:>10.1f}", flush=True)
+    md_rows.append([f"instance norm {hw}x{hw}x{c}"] +
+                   [f"{v:.1f}" for v in row])
+    if text:
+      print(f"{f'norm {hw}x{hw}x{c}':<22}{row[0]:>9.1f}{row[1]:>10.1f}"
+            f"{row[2]:>9.1f}{row[3]:>10.1f}", flush=True)
     bias = jnp.zeros((c,), jnp.float32)
     row = []
     for add in (lambda y, bb: y + bb, conv_lowering.add_bias):
       row.append(_ms(jax.jit(jax.grad(
           lambda bb, f=add: jnp.sum(f(x, bb) * r))), bias))
-    print(f"{f'bias grad {hw}x{hw}x{c}':<22}{'':>9}{'':>10}"
-          f"{row[0]:>9.1f}{row[1]:>10.1f}", flush=True)
+    md_rows.append([f"bias grad {hw}x{hw}x{c}", "", ""] +
+                   [f"{v:.1f}" for v in row])
+    if text:
+      print(f"{f'bias grad {hw}x{hw}x{c}':<22}{'':>9}{'':>10}"
+            f"{row[0]:>9.1f}{row[1]:>10.1f}", flush=True)
+  if not text:
+    md_table.print_markdown(
+        ["form", "xla fwd ms", "tuned fwd ms", "xla f+b ms", "tuned f+b ms"],
+        md_rows)
 
 
 if __name__ == "__main__":

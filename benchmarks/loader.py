@@ -27,6 +27,8 @@ from absl import logging
 import cv2
 import numpy as np
 
+import md_table
+
 from a2v_jax.audio import features
 from a2v_jax.data import pipeline
 
@@ -44,6 +46,7 @@ _BATCHES = flags.DEFINE_integer("batches", 30, "Timed batches per setting (after
 _STEP_S = flags.DEFINE_float("assumed_step_s", 0.25, "Assumed seconds per training step on one accelerator.")
 _LIBROSA = flags.DEFINE_bool("compare_librosa", False, "Also time librosa.feature.mfcc per window "
                              "(first use compiles numba kernels).")
+_MARKDOWN = flags.DEFINE_bool("markdown", False, "Print the tables as Markdown.")
 
 _CLIP_FRAMES = 75
 
@@ -259,18 +262,28 @@ def main(argv):
   need = _BATCH_SIZE.value * _NUM_FRAMES.value / _STEP_S.value
   print(f"\nLoader: batch {_BATCH_SIZE.value} x {_NUM_FRAMES.value} frames, {os.cpu_count()} CPU cores, "
         f"load average {os.getloadavg()[0]:.1f} at the end")
-  print(f"{'dataset':<18} {'crop':>8} {'workers':>7} {'examples/s':>11} {'frames/s':>9} {'x need':>7} "
-        f"{'frames/CPU-s':>13}")
-  for name, crop, workers, examples_s, frames_s, frames_cpu_s in rows:
-    print(f"{name:<18} {crop:>8} {workers:>7} {examples_s:>11.1f} {frames_s:>9.0f} {frames_s / need:>7.1f} "
-          f"{frames_cpu_s:>13.0f}")
+  if _MARKDOWN.value:
+    md_table.print_markdown(
+        ["dataset", "crop", "workers", "examples/s", "frames/s", "x need", "frames/CPU-s"],
+        [(name, crop, workers, f"{examples_s:.1f}", f"{frames_s:.0f}", f"{frames_s / need:.1f}",
+          f"{frames_cpu_s:.0f}") for name, crop, workers, examples_s, frames_s, frames_cpu_s in rows])
+  else:
+    print(f"{'dataset':<18} {'crop':>8} {'workers':>7} {'examples/s':>11} {'frames/s':>9} {'x need':>7} "
+          f"{'frames/CPU-s':>13}")
+    for name, crop, workers, examples_s, frames_s, frames_cpu_s in rows:
+      print(f"{name:<18} {crop:>8} {workers:>7} {examples_s:>11.1f} {frames_s:>9.0f} {frames_s / need:>7.1f} "
+            f"{frames_cpu_s:>13.0f}")
   print(f"need = {need:.0f} frames/s: one training step takes {_BATCH_SIZE.value} x {_NUM_FRAMES.value} frames "
         f"and is assumed to take {_STEP_S.value} s on one accelerator (--assumed_step_s).")
   print("frames/CPU-s: frames per second of CPU time used by the loader and its workers; on a busy machine "
         "it estimates what one idle core delivers.")
 
   print("\nAudio features (ms per call)")
-  for name, ms in time_features():
+  feature_times = time_features()
+  if _MARKDOWN.value:
+    md_table.print_markdown(["features", "ms per call"], [(name, f"{ms:.2f}") for name, ms in feature_times])
+    return
+  for name, ms in feature_times:
     print(f"{name:<48} {ms:>8.2f}")
 
 

@@ -33,6 +33,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import md_table
 import timing
 
 _NETS = flags.DEFINE_list(
@@ -57,6 +58,7 @@ _PEAK_TFLOPS = flags.DEFINE_float(
     "peak_tflops", 0.0,
     "Peak TFLOP/s to report the f+b rate against; 0 = the data sheet's "
     "bf16 peak for a known GPU/TPU, none on CPUs.")
+_MARKDOWN = flags.DEFINE_bool("markdown", False, "Print the table as Markdown.")
 _AUDIO_DIM = 256  # DeepSpeech2 feature width fed to the generator.
 
 
@@ -198,6 +200,16 @@ def main(argv):
         f"steps, conv_lowering={_CONV_LOWERING.value}, "
         f"dtype={_DTYPE.value}, device={jax.devices()[0].device_kind}, "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+  if _MARKDOWN.value:
+    md_table.print_markdown(
+        ["net", "size", "batch", "params (M)", "fwd GFLOP/ex", "fwd ex/s",
+         "f+b GFLOP/ex", "f+b ex/s", "f+b GFLOP/s", "% peak", "peak MiB"],
+        [(r["net"], r["size"], r["batch"], f"{r['params_M']:.2f}",
+          f"{r.get('fwd_gflop', nan):.2f}", f"{r.get('fwd_ex_s', nan):.2f}",
+          f"{r.get('fb_gflop', nan):.2f}", f"{r.get('fb_ex_s', nan):.2f}",
+          f"{r.get('fb_gflop_s', nan):.1f}", f"{r.get('fb_peak_pct', nan):.1f}",
+          f"{r.get('peak_mib', nan):.0f}") for r in rows])
+    return
   header = (f"{'net':<15}{'size':>5}{'batch':>6}{'params(M)':>10}"
             f"{'fwd GFLOP/ex':>13}{'fwd ex/s':>10}{'f+b GFLOP/ex':>13}"
             f"{'f+b ex/s':>10}{'f+b GFLOP/s':>12}{'% peak':>7}"

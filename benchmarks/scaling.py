@@ -3,6 +3,7 @@ r"""Data-parallel scaling of the GAN train step: 1, 2, 4, 8 devices.
   python benchmarks/scaling.py                      # simulated CPU devices
   python benchmarks/scaling.py --devices=1,2 --steps=5 --per_device_batch=2
   python benchmarks/scaling.py --real               # the real local devices
+  python benchmarks/scaling.py --markdown           # tables as Markdown
 
 Each device count runs in its own subprocess (the CPU device count is fixed
 when JAX starts: XLA_FLAGS=--xla_force_host_platform_device_count=N). The
@@ -29,6 +30,8 @@ import os
 import subprocess
 import sys
 import time
+
+import md_table
 
 # (label, bytes per second) - nominal per-device peak link bandwidth.
 BANDWIDTHS = (
@@ -112,6 +115,8 @@ def main():
   parser.add_argument('--fast_compile', action='store_true',
                       help='jax_disable_most_optimizations (faster compile, '
                       'slower steps)')
+  parser.add_argument('--markdown', action='store_true',
+                      help='print the tables as Markdown')
   parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
@@ -151,27 +156,51 @@ def main():
         f'{base["frames_per_example"]} frames each; platform '
         f'{base["platform"]}{" (simulated devices)" if not args.real else ""}'
         f'; median of {args.steps} steps after the compile')
-  print(f'{"devices":>7} {"global batch":>12} {"compile s":>9} '
-        f'{"step ms":>9} {"examples/s":>10} {"per device":>10} '
-        f'{"efficiency":>10}')
-  for r in results:
-    rate = r['global_batch'] / r['step_s']
-    per_dev = rate / r['devices']
-    print(f'{r["devices"]:>7} {r["global_batch"]:>12} '
-          f'{r["compile_s"]:>9.1f} {1e3 * r["step_s"]:>9.1f} {rate:>10.2f} '
-          f'{per_dev:>10.2f} {per_dev / base_rate:>10.0%}')
+  if args.markdown:
+    rows = []
+    for r in results:
+      rate = r['global_batch'] / r['step_s']
+      per_dev = rate / r['devices']
+      rows.append((r['devices'], r['global_batch'], f'{r["compile_s"]:.1f}',
+                   f'{1e3 * r["step_s"]:.0f}', f'{rate:.2f}',
+                   f'{per_dev:.2f}', f'{per_dev / base_rate:.0%}'))
+    md_table.print_markdown(
+        ['devices', 'global batch', 'compile s', 'step ms', 'examples/s',
+         'per device', 'efficiency'], rows)
+  else:
+    print(f'{"devices":>7} {"global batch":>12} {"compile s":>9} '
+          f'{"step ms":>9} {"examples/s":>10} {"per device":>10} '
+          f'{"efficiency":>10}')
+    for r in results:
+      rate = r['global_batch'] / r['step_s']
+      per_dev = rate / r['devices']
+      print(f'{r["devices"]:>7} {r["global_batch"]:>12} '
+            f'{r["compile_s"]:>9.1f} {1e3 * r["step_s"]:>9.1f} {rate:>10.2f} '
+            f'{per_dev:>10.2f} {per_dev / base_rate:>10.0%}')
   gb = base['grad_bytes']
   print(f'\nCommunication estimate: gradients of G + 3 Ds = {gb / 1e6:.2f} MB '
         f'(float32) all-reduced every step; ring all-reduce traffic per '
         f'device = 2(N-1)/N x that; time = traffic / bandwidth (lower bound).')
-  header = f'{"devices":>7} {"traffic MB":>10} ' + ' '.join(
-      f'{label:>32}' for label, _ in BANDWIDTHS)
-  print(header)
-  for r in results:
-    n = r['devices']
-    traffic = 2 * (n - 1) / n * gb
-    cells = ' '.join(f'{1e3 * traffic / bw:>29.3f} ms' for _, bw in BANDWIDTHS)
-    print(f'{n:>7} {traffic / 1e6:>10.2f} {cells}')
+  if args.markdown:
+    rows = []
+    for r in results:
+      n = r['devices']
+      traffic = 2 * (n - 1) / n * gb
+      rows.append((n, f'{traffic / 1e6:.2f}', *(f'{1e3 * traffic / bw:.3f}'
+                                               for _, bw in BANDWIDTHS)))
+    md_table.print_markdown(
+        ['devices', 'traffic MB'] + [f'{label} ms' for label, _ in BANDWIDTHS],
+        rows)
+  else:
+    header = f'{"devices":>7} {"traffic MB":>10} ' + ' '.join(
+        f'{label:>32}' for label, _ in BANDWIDTHS)
+    print(header)
+    for r in results:
+      n = r['devices']
+      traffic = 2 * (n - 1) / n * gb
+      cells = ' '.join(f'{1e3 * traffic / bw:>29.3f} ms'
+                       for _, bw in BANDWIDTHS)
+      print(f'{n:>7} {traffic / 1e6:>10.2f} {cells}')
   print(f'(compare with the measured step time: '
         f'{1e3 * results[-1]["step_s"]:.1f} ms at {results[-1]["devices"]} '
         f'devices)')

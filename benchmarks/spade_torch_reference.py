@@ -29,6 +29,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import md_table
+
 _SPADE_REPO = flags.DEFINE_string(
     "spade_repo", None, "Path to a checkout of NVlabs/SPADE.", required=True)
 _CONFIGS = flags.DEFINE_list(
@@ -38,6 +40,7 @@ _THREADS = flags.DEFINE_integer("threads", 2, "torch.set_num_threads.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; the best is kept.")
 _MODES = flags.DEFINE_list("modes", ["fwd", "fwdbwd"], "fwd and/or fwdbwd.")
+_MARKDOWN = flags.DEFINE_bool("markdown", False, "Print the table as Markdown.")
 
 
 class SpadeRepoError(ValueError):
@@ -136,6 +139,14 @@ def main(argv):
 
   print(f"PyTorch {torch.__version__}, {_THREADS.value} threads, best of "
         f"{_REPEATS.value}x{_STEPS.value} steps")
+  if _MARKDOWN.value:
+    nan = float("nan")
+    md_table.print_markdown(
+        ["config", "batch", "params (M)", "fwd img/s", "fwd+bwd img/s"],
+        [(r["config"], r["batch"], f"{r['params_M']:.2f}",
+          f"{r.get('fwd_img_s', nan):.2f}", f"{r.get('fwdbwd_img_s', nan):.2f}")
+         for r in rows])
+    return
   print(f"{'config':<14}{'batch':>6}{'params(M)':>11}{'fwd img/s':>11}"
         f"{'fwd+bwd img/s':>15}")
   for r in rows:

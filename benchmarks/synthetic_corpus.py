@@ -17,6 +17,8 @@ import time
 from absl import app
 from absl import flags
 
+import md_table
+
 from a2v_jax.data import espeak
 from a2v_jax.data import face_motion
 from a2v_jax.data import face_render
@@ -27,6 +29,7 @@ _SPEAKERS = flags.DEFINE_integer("speakers", 3, "Speakers.")
 _UTTERANCES = flags.DEFINE_integer("utterances", 10, "Utterances per speaker.")
 _WORKERS = flags.DEFINE_integer("workers", 2, "Worker processes.")
 _LAYOUT = flags.DEFINE_enum("layout", "grid", list(synthetic.LAYOUTS), "Layout.")
+_MARKDOWN = flags.DEFINE_bool("markdown", False, "Print the table as Markdown.")
 
 
 def _stage_times(layout: str) -> list[tuple[str, float]]:
@@ -91,6 +94,9 @@ def main(argv):
           ("target", "< 30 s for 3 x 10 on 2 cores"),
           ("cpus visible", str(os.cpu_count()))]
   rows += [(f"stage: {name} (s)", f"{sec:.3f}") for name, sec in stages]
+  if _MARKDOWN.value:
+    md_table.print_markdown(["metric", "value"], rows, right=[False, True])
+    return
   width = max(len(k) for k, _ in rows)
   print(f"{'metric':<{width}}  value")
   print(f"{'-' * width}  {'-' * 30}")

@@ -26,6 +26,7 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
+import md_table
 import timing
 
 from a2v_jax import curriculum
@@ -42,6 +43,9 @@ _STEPS = flags.DEFINE_integer('steps', 10, 'timed steps per setting')
 _PEAK_TFLOPS = flags.DEFINE_float(
     'peak_tflops', 0.0, 'peak TFLOP/s for the % column; 0 = the data '
     "sheet's bf16 peak of a known GPU/TPU")
+_MARKDOWN = flags.DEFINE_bool(
+    'markdown', False, 'print one Markdown table at the end instead of rows '
+    'as they come')
 
 
 def random_batch(config, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -92,15 +96,26 @@ def main(argv):
         f'{config.dataset.num_frames} frames, compute_dtype '
         f'{config.compute_dtype}, {jax.device_count()} x {device.device_kind}'
         f', peak {peak / 1e12 if peak else float("nan"):.0f} TFLOP/s each')
-  print(f'{"opt level":>9} {"init s":>8} {"compile s":>10} {"steps/s":>8} '
-        f'{"frames/s":>9} {"TFLOP/step/dev":>14} {"TFLOP/s/dev":>11} '
-        f'{"% peak":>7}')
+  if not _MARKDOWN.value:
+    print(f'{"opt level":>9} {"init s":>8} {"compile s":>10} {"steps/s":>8} '
+          f'{"frames/s":>9} {"TFLOP/step/dev":>14} {"TFLOP/s/dev":>11} '
+          f'{"% peak":>7}')
+  md_rows = []
   for level in _OPT_LEVELS.value:
     r = measure(config, int(level), _STEPS.value)
     pct = 100 * r['tflop_s'] * 1e12 / peak if peak else float('nan')
-    print(f'{level:>9} {r["init_s"]:8.1f} {r["compile_s"]:10.1f} '
-          f'{r["steps_per_s"]:8.3f} {r["frames_per_s"]:9.1f} '
-          f'{r["tflop"]:14.3f} {r["tflop_s"]:11.3f} {pct:7.1f}', flush=True)
+    md_rows.append((level, f'{r["init_s"]:.1f}', f'{r["compile_s"]:.1f}',
+                    f'{r["steps_per_s"]:.3f}', f'{r["frames_per_s"]:.1f}',
+                    f'{r["tflop"]:.3f}', f'{r["tflop_s"]:.3f}', f'{pct:.1f}'))
+    if not _MARKDOWN.value:
+      print(f'{level:>9} {r["init_s"]:8.1f} {r["compile_s"]:10.1f} '
+            f'{r["steps_per_s"]:8.3f} {r["frames_per_s"]:9.1f} '
+            f'{r["tflop"]:14.3f} {r["tflop_s"]:11.3f} {pct:7.1f}',
+            flush=True)
+  if _MARKDOWN.value:
+    md_table.print_markdown(
+        ['opt level', 'init s', 'compile s', 'steps/s', 'frames/s',
+         'TFLOP/step/dev', 'TFLOP/s/dev', '% peak'], md_rows)
 
 
 if __name__ == '__main__':
