@@ -4,16 +4,17 @@ r"""Inference export: only what `a2v_jax.inference` needs, as one orbax checkpoi
 
 An export directory is an orbax checkpoint with two items:
   * `params`: {'generator': the generator's EMA variables ({'params', and
-    'batch_stats' when spectral norm is on}), 'encoder': the audio encoder's
+    'batch_stats' when spectral norm is on}), 'ds2': the audio encoder's
     variables} (StandardSave);
-  * `metadata`: JSON with `format_version`, the generator and encoder configs
+  * `metadata`: JSON with `format_version`, the generator and audio encoder
+    ('ds2') configs
     (constructor keyword arguments of `spade.SPADEGenerator` and
     `deepspeech2.DeepSpeech2`), the preprocessing constants (crop size, fps,
     sample rate, audio feature kind and sizes, the alignment template) and
     the training config it came from.
 
-Loading reads `metadata` first and refuses an export whose format version is
-not `FORMAT_VERSION`, then restores the arrays into the shapes the configs
+Loading reads `metadata` first and refuses an export whose format version it
+does not read (`READ_VERSIONS`), then restores the arrays into the shapes the configs
 build, so a corrupt, truncated or mismatched export is one `ExportError` line.
 Writing is atomic: the export is written beside `out_dir` and renamed onto
 it only when complete.
@@ -45,7 +46,13 @@ from a2v_jax.models import deepspeech2
 from a2v_jax.models import spade
 
 # Bump when the layout of an export changes; loading refuses other versions.
-FORMAT_VERSION = 1
+# Version 1 named the audio encoder 'encoder' (tree key, config and window
+# keys); version 2 calls it 'ds2', as training, the configs and the networks
+# table do. Both are read.
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
+_V1_NAMES = {"ds2": "encoder", "ds2_config": "encoder_config",
+             "ds2_window_frames": "encoder_window_frames"}
 EXPORT_KIND = "a2v_jax.inference_export"
 # Preprocessing keys and their defaults (None = required).
 _PREPROCESSING_DEFAULTS = {
@@ -58,7 +65,7 @@ _PREPROCESSING_DEFAULTS = {
     "window_s": 0.2,
     # Frames per encoder window in training (config.dataset.num_frames); the
     # encoder's BiGRU and its input normalisation see this much context.
-    "encoder_window_frames": 5,
+    "ds2_window_frames": 5,
     "template": None,  # [68, 2] in the unit square; CANONICAL_TEMPLATE if None
 }
 
@@ -74,8 +81,8 @@ class Export:
   Attributes:
     generator_config: SPADEGenerator keyword arguments.
     generator_variables: {'params': ..., ['batch_stats': ...]} (EMA weights).
-    encoder_config: DeepSpeech2 keyword arguments.
-    encoder_variables: {'params': ...}.
+    ds2_config: DeepSpeech2 keyword arguments.
+    ds2_variables: {'params': ...}.
     preprocessing: crop, fps, sample_rate, audio_features, n_mfcc, n_mels,
       window_s, template (float32 [68, 2] numpy).
     train_config: the training config as a plain dict (may be empty).
@@ -83,8 +90,8 @@ class Export:
   """
   generator_config: dict
   generator_variables: Any
-  encoder_config: dict
-  encoder_variables: Any
+  ds2_config: dict
+  ds2_variables: Any
   preprocessing: dict
   train_config: dict
   format_version: int
@@ -123,9 +130,9 @@ def resolve_preprocessing(preprocessing: Mapping[str, Any]) -> dict:
     out["n_mels"] = 40 if out["audio_features"] == "mfcc" else 80
   out["n_mels"] = int(out["n_mels"])
   out["window_s"] = float(out["window_s"])
-  out["encoder_window_frames"] = int(out["encoder_window_frames"])
-  if out["encoder_window_frames"] < 1:
-    raise ExportError("preprocessing encoder_window_frames must be >= 1")
+  out["ds2_window_frames"] = int(out["ds2_window_frames"])
+  if out["ds2_window_frames"] < 1:
+    raise ExportError("preprocessing ds2_window_frames must be >= 1")
   template = (align.CANONICAL_TEMPLATE if out["template"] is None
               else out["template"])
   template = np.asarray(template, np.float32)
@@ -184,11 +191,11 @@ def create_generator(generator_config: Mapping[str, Any]) -> spade.SPADEGenerato
                       "with this version of a2v_jax") from None
 
 
-def create_encoder(encoder_config: Mapping[str, Any],
+def create_ds2(ds2_config: Mapping[str, Any],
                    **overrides) -> deepspeech2.DeepSpeech2:
   """DeepSpeech2 from its keyword arguments (an ExportError if invalid)."""
   try:
-    return networks.build("ds2", encoder_config, **overrides)
+    return networks.build("ds2", ds2_config, **overrides)
   except (TypeError, ValueError) as e:
     raise ExportError(f"audio encoder config does not fit this version's "
                       f"DeepSpeech2 ({_one_line(e)}); re-export the model "
@@ -196,27 +203,27 @@ def create_encoder(encoder_config: Mapping[str, Any],
 
 
 def abstract_variables(generator_config: Mapping[str, Any],
-                       encoder_config: Mapping[str, Any],
+                       ds2_config: Mapping[str, Any],
                        preprocessing: Mapping[str, Any]) -> dict:
-  """Shapes and dtypes of {'generator', 'encoder'} variables, from configs."""
+  """Shapes and dtypes of {'generator', 'ds2'} variables, from configs."""
   return _abstract_variables(
       json.dumps(_plain(generator_config), sort_keys=True),
-      json.dumps(_plain(encoder_config), sort_keys=True),
+      json.dumps(_plain(ds2_config), sort_keys=True),
       int(preprocessing["crop"]), window_steps(preprocessing),
       audio_feature_size(preprocessing))
 
 
 @functools.lru_cache(maxsize=16)
-def _abstract_variables(generator_json: str, encoder_json: str, crop: int,
+def _abstract_variables(generator_json: str, ds2_json: str, crop: int,
                         steps: int, coeffs: int) -> dict:
   # Cached: tracing the generator's init takes seconds.
   generator = create_generator(json.loads(generator_json))
-  encoder = create_encoder(json.loads(encoder_json))
+  ds2 = create_ds2(json.loads(ds2_json))
   windows = jax.ShapeDtypeStruct((1, 2, steps, coeffs), jnp.float32)
   rng = jax.random.PRNGKey(0)
   try:
-    enc = jax.eval_shape(encoder.init, rng, windows)
-    feats = jax.eval_shape(encoder.apply, enc, windows)
+    enc = jax.eval_shape(ds2.init, rng, windows)
+    feats = jax.eval_shape(ds2.apply, enc, windows)
     dim = feats[0].shape[-1]
     gen = jax.eval_shape(generator.init, rng,
                          jax.ShapeDtypeStruct((1, crop, crop, 3), jnp.float32),
@@ -226,7 +233,7 @@ def _abstract_variables(generator_json: str, encoder_json: str, crop: int,
                       f"({_one_line(e)}); re-export it with this version of "
                       "a2v_jax") from None
   return {"generator": jax.tree.map(_unbox, gen),
-          "encoder": jax.tree.map(_unbox, enc)}
+          "ds2": jax.tree.map(_unbox, enc)}
 
 
 def _unbox(x):
@@ -236,8 +243,8 @@ def _unbox(x):
 def export_model(out_dir: str | os.PathLike, *,
                  generator_config: Mapping[str, Any],
                  generator_params: Any,
-                 encoder_config: Mapping[str, Any],
-                 encoder_params: Any,
+                 ds2_config: Mapping[str, Any],
+                 ds2_params: Any,
                  preprocessing: Mapping[str, Any],
                  train_config: Mapping[str, Any] | None = None) -> str:
   """Writes an inference export, atomically.
@@ -246,8 +253,8 @@ def export_model(out_dir: str | os.PathLike, *,
     out_dir: the export directory; replaced if it already holds an export.
     generator_config: SPADEGenerator keyword arguments.
     generator_params: the generator's (EMA) variables, or a bare params tree.
-    encoder_config: DeepSpeech2 keyword arguments.
-    encoder_params: the audio encoder's variables, or a bare params tree.
+    ds2_config: DeepSpeech2 keyword arguments.
+    ds2_params: the audio encoder's variables, or a bare params tree.
     preprocessing: see `resolve_preprocessing` (crop required).
     train_config: the training config (ConfigDict or dict), stored as JSON.
 
@@ -264,18 +271,18 @@ def export_model(out_dir: str | os.PathLike, *,
     raise ExportError(f"cannot write to {parent}; choose another --out")
   prep = resolve_preprocessing(preprocessing)
   generator_config = _plain(generator_config)
-  encoder_config = _plain(encoder_config)
+  ds2_config = _plain(ds2_config)
   variables = {"generator": _as_variables(generator_params),
-               "encoder": _as_variables(encoder_params)}
+               "ds2": _as_variables(ds2_params)}
   # Check that the arrays fit the configs now rather than at load time.
-  expected = abstract_variables(generator_config, encoder_config, prep)
+  expected = abstract_variables(generator_config, ds2_config, prep)
   _check_shapes(expected, variables)
   metadata = {
       "kind": EXPORT_KIND,
       "format_version": FORMAT_VERSION,
       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
       "generator_config": generator_config,
-      "encoder_config": encoder_config,
+      "ds2_config": ds2_config,
       "preprocessing": _plain(prep),
       "train_config": _plain(train_config or {}),
   }
@@ -333,18 +340,18 @@ def random_variables(abstract: Any, seed: int = 0) -> Any:
 
 def export_random_model(out_dir: str | os.PathLike, *,
                         generator_config: Mapping[str, Any],
-                        encoder_config: Mapping[str, Any],
+                        ds2_config: Mapping[str, Any],
                         preprocessing: Mapping[str, Any],
                         train_config: Mapping[str, Any] | None = None,
                         seed: int = 0) -> str:
   """Writes an export with random weights (benchmarks and tests only)."""
   prep = resolve_preprocessing(preprocessing)
   variables = random_variables(
-      abstract_variables(generator_config, encoder_config, prep), seed)
+      abstract_variables(generator_config, ds2_config, prep), seed)
   return export_model(out_dir, generator_config=generator_config,
                       generator_params=variables["generator"],
-                      encoder_config=encoder_config,
-                      encoder_params=variables["encoder"],
+                      ds2_config=ds2_config,
+                      ds2_params=variables["ds2"],
                       preprocessing=prep,
                       train_config=dict(train_config or {}, random_weights=True))
 
@@ -389,12 +396,19 @@ def read_metadata(export_dir: str | os.PathLike) -> dict:
     raise ExportError(f"{export_dir} is not an a2v_jax inference export; pass "
                       "the directory written by a2v_jax.export")
   version = metadata.get("format_version")
-  if version != FORMAT_VERSION:
+  if version not in READ_VERSIONS:
     raise ExportError(
         f"the export at {export_dir} has format version {version}, but this "
-        f"a2v_jax reads version {FORMAT_VERSION}; re-export the model with "
-        "`python -m a2v_jax.export` from this version")
-  return dict(metadata)
+        f"a2v_jax reads versions {', '.join(map(str, READ_VERSIONS))}; "
+        "re-export the model with `python -m a2v_jax.export` from this version")
+  metadata = dict(metadata)
+  if version == 1:
+    metadata["ds2_config"] = metadata.pop(_V1_NAMES["ds2_config"], None)
+    prep = dict(metadata.get("preprocessing") or {})
+    if _V1_NAMES["ds2_window_frames"] in prep:
+      prep["ds2_window_frames"] = prep.pop(_V1_NAMES["ds2_window_frames"])
+    metadata["preprocessing"] = prep
+  return metadata
 
 
 def load_export(export_dir: str | os.PathLike) -> Export:
@@ -409,7 +423,7 @@ def load_export(export_dir: str | os.PathLike) -> Export:
   try:
     prep = resolve_preprocessing(metadata["preprocessing"])
     gen_cfg = dict(metadata["generator_config"])
-    enc_cfg = dict(metadata["encoder_config"])
+    enc_cfg = dict(metadata["ds2_config"])
   except (KeyError, TypeError) as e:
     raise ExportError(f"the export's metadata at {export_dir} lacks "
                       f"{_one_line(e)}; export the model again") from None
@@ -418,10 +432,16 @@ def load_export(export_dir: str | os.PathLike) -> Export:
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
       abstract)
+  # Version 1 stored the audio encoder under 'encoder'.
+  stored = ({"generator": "generator", "ds2": _V1_NAMES["ds2"]}
+            if metadata["format_version"] == 1 else
+            {"generator": "generator", "ds2": "ds2"})
   try:
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-      variables = ckptr.restore(export_dir, args=ocp.args.Composite(
-          params=ocp.args.StandardRestore(abstract)))["params"]
+      restored = ckptr.restore(export_dir, args=ocp.args.Composite(
+          params=ocp.args.StandardRestore(
+              {stored[k]: v for k, v in abstract.items()})))["params"]
+    variables = {k: restored[stored[k]] for k in abstract}
     variables = jax.tree.map(np.asarray, variables)
     _check_shapes(abstract, variables)
   except ExportError:
@@ -433,8 +453,8 @@ def load_export(export_dir: str | os.PathLike) -> Export:
   return Export(
       generator_config=networks.lists_to_tuples(gen_cfg),
       generator_variables=variables["generator"],
-      encoder_config=networks.lists_to_tuples(enc_cfg),
-      encoder_variables=variables["encoder"],
+      ds2_config=networks.lists_to_tuples(enc_cfg),
+      ds2_variables=variables["ds2"],
       preprocessing=prep,
       train_config=dict(metadata.get("train_config") or {}),
       format_version=int(metadata["format_version"]))
@@ -477,7 +497,7 @@ def export_from_workdir(workdir: str | os.PathLike, out_dir: str | os.PathLike,
                       "model, not a helper network's pretraining")
   generator_config = networks.network_config("generator",
                                               config.model.generator)
-  encoder_config = networks.network_config("ds2", config.model.ds2)
+  ds2_config = networks.network_config("ds2", config.model.ds2)
   # pretrained.missing='pretrain' trains it into <workdir>/pretrained/ds2
   # (pretrain.load_pretrained -> pretrain.pretrain_helper), checkpoints/ inside.
   ds2_path = config.pretrained.ds2_ckpt or os.path.join(
@@ -493,13 +513,13 @@ def export_from_workdir(workdir: str | os.PathLike, out_dir: str | os.PathLike,
     raise ExportError(str(e)) from None
   dataset = config.dataset
   preprocessing = dict(crop=dataset.crop, audio_features=dataset.audio_features,
-                       encoder_window_frames=dataset.num_frames)
+                       ds2_window_frames=dataset.num_frames)
   logging.info("Exporting step %s of %s.", meta.get("step"), workdir)
   return export_model(out_dir,
                       generator_config=generator_config,
                       generator_params=tree["ema_g_params"],
-                      encoder_config=encoder_config,
-                      encoder_params=ds2_tree["variables"],
+                      ds2_config=ds2_config,
+                      ds2_params=ds2_tree["variables"],
                       preprocessing=preprocessing,
                       train_config=dict(config.to_dict(),
                                         exported_step=meta.get("step")))

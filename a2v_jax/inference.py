@@ -15,7 +15,7 @@ Steps (paper §3.1 and §5):
      photo at its own resolution (output='photo', a2v_jax.compositing).
 
 Audio features, chunked. The encoder (DeepSpeech2-style: convs + BiGRU) was
-trained on windows of W = `encoder_window_frames` consecutive frames (with
+trained on windows of W = `ds2_window_frames` consecutive frames (with
 normalize_input='window', also normalised over each window; the default
 uses fixed statistics). To give every frame the context it had in training,
 frame t's feature vector is the encoder's output at the centre of the
@@ -62,9 +62,9 @@ ImageInput = str | os.PathLike | bytes | np.ndarray | photo_lib.AlignedPhoto
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _encode(encoder, encoder_variables, windows):
+def _encode(ds2, ds2_variables, windows):
   """windows [C, W, S, F] -> the features at each window's centre [C, D]."""
-  return networks.centre_features(encoder, encoder_variables, windows)
+  return networks.centre_features(ds2, ds2_variables, windows)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -122,12 +122,12 @@ class TalkingHead:
     self.crop = int(prep["crop"])
     self.fps = float(prep["fps"])
     self.sample_rate = int(prep["sample_rate"])
-    self.window_frames = int(prep["encoder_window_frames"])
+    self.window_frames = int(prep["ds2_window_frames"])
     self.chunk_frames = int(chunk_frames)
     self.generator = export_lib.create_generator(exported.generator_config)
-    self.encoder = export_lib.create_encoder(exported.encoder_config)
+    self.ds2 = export_lib.create_ds2(exported.ds2_config)
     self.generator_variables = jax.device_put(exported.generator_variables)
-    self.encoder_variables = jax.device_put(exported.encoder_variables)
+    self.ds2_variables = jax.device_put(exported.ds2_variables)
     self._perceptual_config = perceptual_config
     self._detector = detector
     if adapt_batching not in adaptation.BATCHING:
@@ -302,7 +302,7 @@ class TalkingHead:
 
   def _features_chunk(self, audio: np.ndarray, start: int) -> jax.Array:
     """Device features of the fixed-size chunk starting at `start`: [C, D]."""
-    return _encode(self.encoder, self.encoder_variables,
+    return _encode(self.ds2, self.ds2_variables,
                    self._windows(audio, start, self.chunk_frames))
 
   # ----------------------------------------------------------- generation --

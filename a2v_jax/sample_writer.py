@@ -76,13 +76,13 @@ class SampleWriter:
   def _clip_frames(self, state, frozen, clip) -> np.ndarray:
     """[T, H, W, 3] of a whole clip (load_clip), its audio windowed as in
     training and inference."""
-    if 'encoder_windows' not in clip:
-      clip['encoder_windows'] = clip_windows(
+    if 'ds2_windows' not in clip:
+      clip['ds2_windows'] = clip_windows(
           clip, self.config.dataset.num_frames,
           self.config.dataset.audio_features)
     return np.asarray(self._generate_clip(
         jax.device_get(state.ema_g_params), jax.device_get(frozen['ds2']),
-        jnp.asarray(clip['frames'][:1]), jnp.asarray(clip['encoder_windows'])))
+        jnp.asarray(clip['frames'][:1]), jnp.asarray(clip['ds2_windows'])))
 
   def _eval_clips(self):
     if not hasattr(self, '_clips'):

@@ -99,9 +99,9 @@ def random_export(out_dir: str, crop: int, config_name: str) -> str:
   gen = networks.network_config("generator", c.model.generator)
   enc = networks.network_config("ds2", c.model.ds2)
   return export.export_random_model(
-      out_dir, generator_config=gen, encoder_config=enc,
+      out_dir, generator_config=gen, ds2_config=enc,
       preprocessing=export.default_preprocessing(
-          crop, encoder_window_frames=c.dataset.num_frames),
+          crop, ds2_window_frames=c.dataset.num_frames),
       train_config={"model": {"perceptual": dict(c.model.perceptual)}})
 
 

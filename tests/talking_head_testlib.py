@@ -33,7 +33,7 @@ def generator_config(spectral_norm: bool = False) -> dict:
       ngf=2, spade_hidden=4, spectral_norm=spectral_norm))
 
 
-def encoder_config() -> dict:
+def ds2_config() -> dict:
   return networks.network_config('ds2', dict(
       conv_features=(4, 4), rnn_hidden=8, rnn_layers=1))
 
@@ -42,7 +42,7 @@ def write_export(path: str, *, spectral_norm: bool = False, seed: int = 0) -> st
   """A tiny random export at `path`."""
   return export.export_random_model(
       path, generator_config=generator_config(spectral_norm),
-      encoder_config=encoder_config(),
+      ds2_config=ds2_config(),
       preprocessing=export.default_preprocessing(CROP),
       train_config={"model": {"perceptual": PERCEPTUAL}}, seed=seed)
 

@@ -38,24 +38,50 @@ def test_round_trip_keeps_arrays_configs_and_preprocessing(export_dir):
   loaded = export.load_export(export_dir)
   prep = export.default_preprocessing(lib.CROP)
   expected = export.random_variables(export.abstract_variables(
-      lib.generator_config(True), lib.encoder_config(), prep), seed=0)
+      lib.generator_config(True), lib.ds2_config(), prep), seed=0)
   assert loaded.format_version == export.FORMAT_VERSION
   assert set(loaded.generator_variables) == {"params", "batch_stats"}
   for got, want in ((loaded.generator_variables, expected["generator"]),
-                    (loaded.encoder_variables, expected["encoder"])):
+                    (loaded.ds2_variables, expected["ds2"])):
     flat_got = dict(_flatten(got))
     flat_want = dict(_flatten(want))
     assert flat_got.keys() == flat_want.keys()
     for k in flat_want:
       np.testing.assert_array_equal(flat_got[k], flat_want[k], err_msg=k)
   assert loaded.generator_config["ngf"] == 2
-  assert loaded.encoder_config["conv_features"] == (4, 4)
+  assert loaded.ds2_config["conv_features"] == (4, 4)
   p = loaded.preprocessing
   assert (p["crop"], p["fps"], p["sample_rate"], p["audio_features"]) == (
       lib.CROP, 25.0, 16000, "mfcc")
   assert p["n_mfcc"] == 13 and p["n_mels"] == 40 and p["window_s"] == 0.2
   np.testing.assert_allclose(p["template"], export.align.CANONICAL_TEMPLATE)
   assert loaded.train_config["model"]["perceptual"]["layers"] == ["relu1_1"]
+
+
+def test_a_version_1_export_still_loads(export_dir, tmp_path):
+  """Version 1 named the audio encoder 'encoder'; it loads as 'ds2'."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  new = export.load_export(export_dir)
+  _, meta = _metadata_file(export_dir)
+  meta = dict(meta, format_version=1,
+              encoder_config=meta.pop("ds2_config"))
+  prep = dict(meta["preprocessing"])
+  prep["encoder_window_frames"] = prep.pop("ds2_window_frames")
+  meta["preprocessing"] = prep
+  old = str(tmp_path / "v1")
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+    ckptr.save(old, args=ocp.args.Composite(
+        params=ocp.args.StandardSave({"generator": new.generator_variables,
+                                      "encoder": new.ds2_variables}),
+        metadata=ocp.args.JsonSave(meta)))
+  loaded = export.load_export(old)
+  assert loaded.format_version == 1
+  assert loaded.ds2_config == new.ds2_config
+  assert loaded.preprocessing["ds2_window_frames"] == (
+      new.preprocessing["ds2_window_frames"])
+  for (k, got), (_, want) in zip(_flatten(loaded.ds2_variables),
+                                 _flatten(new.ds2_variables)):
+    np.testing.assert_array_equal(got, want, err_msg=k)
 
 
 def _flatten(tree, prefix=""):
@@ -127,14 +153,14 @@ def test_corrupt_or_missing_export_is_one_line_error(export_dir, tmp_path,
 def test_params_that_do_not_fit_the_config_are_refused(tmp_path):
   prep = export.default_preprocessing(lib.CROP)
   variables = export.random_variables(export.abstract_variables(
-      lib.generator_config(), lib.encoder_config(), prep))
+      lib.generator_config(), lib.ds2_config(), prep))
   wider = dict(lib.generator_config(), ngf=4)
   with pytest.raises(export.ExportError, match="do not fit their config"):
     export.export_model(
         str(tmp_path / "x"), generator_config=wider,
         generator_params=variables["generator"],
-        encoder_config=lib.encoder_config(),
-        encoder_params=variables["encoder"], preprocessing=prep,
+        ds2_config=lib.ds2_config(),
+        ds2_params=variables["ds2"], preprocessing=prep,
         train_config={})
   assert not os.path.exists(tmp_path / "x")
 
@@ -148,7 +174,7 @@ def _fake_run(workdir, *, with_ds2=True):
   config.model.ds2 = dict(conv_features=(4, 4), rnn_hidden=8, rnn_layers=1)
   prep = export.default_preprocessing(lib.CROP)
   variables = export.random_variables(export.abstract_variables(
-      lib.generator_config(True), lib.encoder_config(), prep), seed=3)
+      lib.generator_config(True), lib.ds2_config(), prep), seed=3)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                     async_save=False)
   state = {"step": np.int32(10), "g_params": variables["generator"],
@@ -160,7 +186,7 @@ def _fake_run(workdir, *, with_ds2=True):
         # Where pretrain.pretrain_helper writes it for the run.
         os.path.join(workdir, "pretrained", "ds2", "checkpoints"),
         async_save=False)
-    ds2.save(5, {"variables": variables["encoder"]}, {"config": {}})
+    ds2.save(5, {"variables": variables["ds2"]}, {"config": {}})
     ds2.close()
   return variables
 
@@ -172,7 +198,7 @@ def test_export_from_workdir_takes_ema_and_pretrained_encoder(tmp_path):
   k = loaded.generator_variables["params"]["head_0"]["conv_0"]["kernel"]
   np.testing.assert_array_equal(
       k, variables["generator"]["params"]["head_0"]["conv_0"]["kernel"])
-  assert loaded.preprocessing["encoder_window_frames"] == 7
+  assert loaded.preprocessing["ds2_window_frames"] == 7
   assert loaded.train_config["exported_step"] == 10
 
 

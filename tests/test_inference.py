@@ -98,7 +98,7 @@ def test_features_match_the_encoder_on_each_frames_window(head):
   frames = [0, 7, t_total - 1] + list(range(10, 10 + lib.CHUNK_FRAMES - 3))
   windows = np.stack([features.mfcc_windows(audio, start_frame=t - w // 2,
                                             num_frames=w) for t in frames])
-  ref = inference._encode(head.encoder, head.encoder_variables, windows)
+  ref = inference._encode(head.ds2, head.ds2_variables, windows)
   np.testing.assert_allclose(feats[frames], ref, atol=1e-5)
   # Any chunking gives the same features.
   part = head.audio_features(audio, start=5, count=20)

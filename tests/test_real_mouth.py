@@ -177,7 +177,7 @@ def export64(tmp_path_factory):
   return export.export_random_model(
       str(tmp_path_factory.mktemp("export64") / "model"),
       generator_config=testlib.generator_config(),
-      encoder_config=testlib.encoder_config(),
+      ds2_config=testlib.ds2_config(),
       preprocessing=export.default_preprocessing(64),
       train_config={"model": {"perceptual": testlib.PERCEPTUAL}})
 

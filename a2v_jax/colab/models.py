@@ -183,9 +183,9 @@ def export_random_demo(out_dir: str, config) -> str:
       out_dir,
       generator_config=networks.network_config("generator",
                                                config.model.generator),
-      encoder_config=networks.network_config("ds2", config.model.ds2),
+      ds2_config=networks.network_config("ds2", config.model.ds2),
       preprocessing=export.default_preprocessing(
-          d.crop, d.audio_features, encoder_window_frames=d.num_frames),
+          d.crop, d.audio_features, ds2_window_frames=d.num_frames),
       train_config=config.to_dict(), seed=config.seed)
 
 

@@ -16,8 +16,7 @@ parameters and the same values up to float rounding (tested):
     bias gradients as dots (`add_bias`) and, in SPADE, `instance_norm_tuned`.
 
 The thresholds and the forms were measured with benchmarks/conv_forms.py
-and benchmarks/models.py; their figures live in the README's benchmark
-section.
+and benchmarks/models.py; their figures live in docs/benchmarks.md.
 """
 
 import functools

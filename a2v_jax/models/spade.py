@@ -189,7 +189,7 @@ class SPADEGenerator(nn.Module):
       and bias-free,
       so the untrained generator returns the reference and training learns
       only what moves (the mouth, blinks). Not in the paper (a deviation for
-      short CPU runs, see the README): it starts the model at the
+      short CPU runs, see docs/deviations.md): it starts the model at the
       static-frame baseline instead of at noise.
     conv_lowering: lowering of the 3x3 convs, one of
       conv_lowering.LOWERINGS; a config's 'auto' is resolved when the

