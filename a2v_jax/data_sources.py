@@ -123,8 +123,10 @@ def ensure_synthetic_corpus(config: Any, workdir: str) -> str:
     logging.info('Generating the synthetic corpus in %s (%d speakers x %d '
                  'utterances).', raw_dir, d.synthetic_speakers,
                  d.synthetic_utterances)
+    from a2v_jax import progress  # pylint: disable=g-import-not-at-top
     synthetic.make_corpus(raw_dir, d.synthetic_speakers,
-                          d.synthetic_utterances, d.synthetic_seed)
+                          d.synthetic_utterances, d.synthetic_seed,
+                          show_progress=progress.interactive())
   logging.info('Building the synthetic corpus (crop %d) into %s.', d.crop,
                data_dir)
   # Every speaker trains; every 5th utterance of each is held out in 'val'.

@@ -64,6 +64,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from a2v_jax import cli
 from a2v_jax import data_sources
 from a2v_jax.evaluation import evaluators as evaluators_lib
 from a2v_jax.evaluation import mouth as mouth_lib
@@ -518,6 +519,10 @@ def evaluate_ablation(model_dirs: Sequence[str], *, dataset: str = "grid",
 
 
 def define_flags() -> None:
+  """Defines the command's flags (at start-up, not import: a2v_jax.generate
+  also has --model and --out; a test of both passes its own FlagValues)."""
+  if "ablation" in flags.FLAGS:
+    return
   flags.DEFINE_string("model", None, "Export directory; with --ablation, "
                       "the phase 1,2,3 exports, comma separated.")
   flags.DEFINE_enum("dataset", "grid", list(DATASETS), "Dataset.")
@@ -539,10 +544,17 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; flags"
+                         " take the form --name=value")
   f = flags.FLAGS
-  if not f.model or not f.out:
-    raise app.UsageError("--model and --out are required")
+  if not f.model:
+    raise cli.InputError("--model is required; pass an export directory "
+                         "(python -m a2v_jax.export)")
+  for model in f.model.split(","):
+    if model:
+      cli.check_dir(model, "--model", "an export",
+                    "pass a folder written by python -m a2v_jax.export")
+  cli.check_writable_dir(f.out, "--out")
   kwargs = dict(dataset=f.dataset, split=f.split, out_dir=f.out,
                 data_dir=f.data_dir, syncnet=f.syncnet, lipnet=f.lipnet,
                 num_utterances=f.num_utterances, adapt_epochs=f.adapt_epochs,
@@ -566,4 +578,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

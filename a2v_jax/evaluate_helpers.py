@@ -22,6 +22,7 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
+from a2v_jax import cli
 from a2v_jax.evaluation import helper_networks
 from a2v_jax.evaluation import helper_report
 
@@ -48,10 +49,19 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; flags"
+                         " take the form --name=value")
   f = flags.FLAGS
-  if not f.data_dir or not f.out:
-    raise app.UsageError("--data_dir and --out are required")
+  cli.check_dir(f.data_dir, "--data_dir", "the built dataset",
+                "build it with python -m a2v_jax.data.build")
+  cli.check_writable_dir(f.out, "--out")
+  for name in ("ds2", "syncnet", "eye", "lipnet"):
+    path = f[name].value
+    if path and not (os.path.exists(path) if name == "syncnet"
+                     else os.path.isdir(path)):
+      raise cli.InputError(f"--{name}={path} is not a checkpoint folder; "
+                           "pass the workdir/checkpoints of its pretraining "
+                           "run")
   try:
     rep = helper_report.evaluate_helpers(
         f.data_dir, split=f.split, dataset=f.dataset, crop=f.crop,
@@ -66,4 +76,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -32,6 +32,7 @@ from absl import logging
 import numpy as np
 import tqdm
 
+from a2v_jax import cli
 from a2v_jax import evaluate
 from a2v_jax.evaluation import evaluators
 from a2v_jax.evaluation import mouth
@@ -229,10 +230,14 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
          ) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; flags"
+                         " take the form --name=value")
   f = flag_values
-  if not f.model or not f.data_dir or not f.out:
-    raise app.UsageError("--model, --data_dir and --out are required")
+  cli.check_dir(f.model, "--model", "an export",
+                "pass a folder written by python -m a2v_jax.export")
+  cli.check_dir(f.data_dir, "--data_dir", "the built real dataset",
+                "build it with python -m a2v_jax.data.build")
+  cli.check_writable_dir(f.out, "--out")
   try:
     rep = evaluate_unseen_faces(
         f.model, data_dir=f.data_dir, photos=f.photos, dataset=f.dataset,
@@ -247,4 +252,4 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -39,6 +39,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from a2v_jax import cli
 from a2v_jax import networks
 from a2v_jax.audio import features as features_lib
 from a2v_jax.face import align
@@ -538,17 +539,23 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; flags "
+                         "take the form --name=value")
   fl = flags.FLAGS
-  if not fl.workdir or not fl.out:
-    raise app.UsageError("pass --workdir=RUN and --out=EXPORT_DIR")
+  cli.check_dir(fl.workdir, "--workdir", "a training run",
+                "pass the --workdir of `python -m a2v_jax.main`")
+  if not fl.out:
+    raise cli.InputError("--out is required; pass --out=EXPORT_DIR")
+  if os.path.exists(fl.out) and not os.path.isdir(fl.out):
+    raise cli.InputError(f"--out={fl.out} is a file; pass a new folder (or "
+                         "an earlier export, which is replaced)")
   try:
     out = export_from_workdir(fl.workdir, fl.out, fl.step)
   except ExportError as e:
-    raise SystemExit(f"error: {e}") from None
+    cli.fail(e)
   print(f"exported {out}")
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -6,26 +6,16 @@ r"""Trains OneShotA2V (or one of its helper networks) from a config file.
       --config.num_train_steps=200
 
 Running again with the same --workdir resumes from its latest checkpoint.
-Bad input (a config value, a dataset or checkpoint folder) and a loss that
-turns NaN stop the run with one line, `error: ...`, and exit status 1.
+Bad input (a flag, a config key or value, the workdir, a dataset or
+checkpoint folder) and a loss that turns NaN stop the run with one line,
+`error: ...`, and exit status 1. Input is checked before jax is imported.
 """
 
-from absl import app
 from absl import flags
 from absl import logging
-import jax
 from ml_collections import config_flags
 
-from a2v_jax import checkpointing
-from a2v_jax import config_validation
-from a2v_jax import curriculum
-from a2v_jax import data_sources
-from a2v_jax import distributed
-from a2v_jax import losses
-from a2v_jax import train
-from a2v_jax.models import patchgan
-from a2v_jax.models import spade
-from a2v_jax.models import temporal
+from a2v_jax import cli
 
 FLAGS = flags.FLAGS
 
@@ -39,17 +29,18 @@ config_flags.DEFINE_config_file(
     lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
 
-# Errors whose message names the problem and the fix: printed as one line.
-INPUT_ERRORS = (config_validation.ConfigError, checkpointing.CheckpointError,
-                curriculum.CurriculumError, data_sources.DataSourceError,
-                distributed.DistributedConfigError, losses.LossConfigError,
-                spade.SPADEConfigError, patchgan.PatchGANConfigError,
-                temporal.TemporalConfigError, losses.NonFiniteLossError)
-
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise cli.InputError(f'unexpected arguments {" ".join(argv[1:])}; flags '
+                         'take the form --name=value')
+  cli.check_writable_dir(FLAGS.workdir, '--workdir')
+  # pylint: disable=g-import-not-at-top
+  import jax
+  from a2v_jax import distributed
+  from a2v_jax import run_plan
+  from a2v_jax import train
+  # pylint: enable=g-import-not-at-top
   if FLAGS.jax_distributed:
     distributed.initialize()
   logging.info('JAX process %d / %d; local devices %d; global devices %d '
@@ -58,9 +49,11 @@ def main(argv):
                jax.devices()[0].platform)
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except INPUT_ERRORS as e:
-    raise SystemExit(f'error: {e}') from None
+  except train.INPUT_ERRORS as e:
+    cli.fail(e)
+  if jax.process_index() == 0:
+    print(run_plan.closing_note(FLAGS.config, FLAGS.workdir))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

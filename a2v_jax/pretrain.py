@@ -42,6 +42,7 @@ from a2v_jax import losses
 from a2v_jax import metrics_writer
 from a2v_jax import networks
 from a2v_jax import parallel
+from a2v_jax import progress
 from a2v_jax.models import deepspeech2
 from a2v_jax.models import eye
 from a2v_jax.models import lipnet
@@ -264,16 +265,22 @@ def _init_inputs(task, model, batch):
 
 
 def _log(task: str, done: int, num_steps: int, steps_per_s: float, parts,
-         writer) -> None:
-  """Logs and writes one step's loss parts; stops on a NaN or Inf."""
+         writer, bar=None) -> None:
+  """Logs (or shows on the stage's bar) and writes one step's loss parts;
+  stops on a NaN or Inf."""
   parts = {k: float(v) for k, v in parts.items()}
   bad = [k for k, v in parts.items() if not np.isfinite(v)]
   if bad:
     raise losses.NonFiniteLossError(
         f'{task} pretraining: {bad[0]} is {parts[bad[0]]} at step {done}; '
         f'the last good checkpoint is untouched')
-  logging.info('%s step %d/%d | %.2f steps/s | %s', task, done, num_steps,
-               steps_per_s, ' '.join(f'{k}={v:.4f}' for k, v in parts.items()))
+  text = ' '.join(f'{k}={v:.4f}' for k, v in parts.items())
+  if bar is not None:
+    bar.set_postfix_str(text, refresh=False)
+  else:
+    eta = (num_steps - done) / max(steps_per_s, 1e-9)
+    logging.info('%s step %d/%d | %.2f steps/s | ETA %dm%02ds | %s', task,
+                 done, num_steps, steps_per_s, eta // 60, eta % 60, text)
   writer.write_scalars(done, {f'{task}/{k}': v for k, v in parts.items()})
 
 
@@ -329,6 +336,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   logging.info('Pretraining %s: steps %d..%d, batch %d.', config.task, start,
                num_steps, config.batch_size)
   t0, batch = time.time(), first
+  bar = progress.stage_bar(f'helper {config.task}', num_steps, start)
   try:
     for step in range(start, num_steps):
       if step > start:
@@ -342,12 +350,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       done = step + 1
       if done % config.log_every_steps == 0 or done == num_steps:
         _log(config.task, done, num_steps, (done - start) / max(
-            time.time() - t0, 1e-9), jax.device_get(parts), writer)
+            time.time() - t0, 1e-9), jax.device_get(parts), writer,
+             None if bar.disable else bar)
       if done % config.ckpt_every_steps == 0 or done == num_steps:
         ckpt.save(done, state, {'config': config.to_dict(),
                                 'task': config.task, 'step': done,
                                 **network_metadata})
+      bar.update(1)
   finally:
+    bar.close()
     ckpt.close()
     writer.close()
   return jax.device_get(state['variables'])
@@ -491,20 +502,29 @@ def load_pretrained(config: ml_collections.ConfigDict, workdir: str
 def main(argv) -> None:
   """`python -m a2v_jax.pretrain --config=configs/lipnet_grid.py --workdir=DIR`
   (any pretraining config; the helper configs also run through a2v_jax.main)."""
-  del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
+  from a2v_jax import cli  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise cli.InputError(f'unexpected arguments {" ".join(argv[1:])}; flags '
+                         'take the form --name=value')
   config = flags.FLAGS.config
   if config.task not in ('ds2_ctc', 'syncnet', 'eye', 'lipnet'):
-    raise SystemExit(f"error: config.task={config.task!r} is not a "
-                     "pretraining task; use a2v_jax.main for 'a2v'")
-  train_and_evaluate(config, flags.FLAGS.workdir)
+    raise cli.InputError(f"config.task={config.task!r} is not a pretraining "
+                         "task; use python -m a2v_jax.main for 'a2v'")
+  cli.check_writable_dir(flags.FLAGS.workdir, '--workdir')
+  try:
+    config_validation.validate_config(config)
+    train_and_evaluate(config, flags.FLAGS.workdir)
+  except (config_validation.ConfigError, checkpointing.CheckpointError,
+          data_sources.DataSourceError) as e:
+    cli.fail(e)
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from a2v_jax import cli  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file('config', None, 'Pretraining config file.',
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'Run directory.', required=True)
-  app.run(main)
+  cli.run(main)

@@ -25,15 +25,29 @@ from a2v_jax import checkpointing
 from a2v_jax import config_validation
 from a2v_jax import curriculum
 from a2v_jax import data_sources
+from a2v_jax import distributed
 from a2v_jax import gan_step
 from a2v_jax import losses
 from a2v_jax import metrics_writer
 from a2v_jax import networks
 from a2v_jax import parallel
 from a2v_jax import pretrain
+from a2v_jax import progress
+from a2v_jax import run_plan
 from a2v_jax import sample_writer
 from a2v_jax import train_state as train_state_lib
 from a2v_jax.data import pipeline
+from a2v_jax.models import patchgan
+from a2v_jax.models import spade
+from a2v_jax.models import temporal
+
+# Errors whose message names the problem and the fix (a2v_jax.main prints
+# them as one line).
+INPUT_ERRORS = (config_validation.ConfigError, checkpointing.CheckpointError,
+                curriculum.CurriculumError, data_sources.DataSourceError,
+                distributed.DistributedConfigError, losses.LossConfigError,
+                spade.SPADEConfigError, patchgan.PatchGANConfigError,
+                temporal.TemporalConfigError, losses.NonFiniteLossError)
 
 # Called as hook(step, checkpointer) after each step's checkpoint is saved.
 StepHook = Callable[[int, checkpointing.Checkpointer], None]
@@ -230,6 +244,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     The final TrainState (helper tasks: pretrain.train_and_evaluate's).
   """
   config_validation.validate_config(config)
+  if jax.process_index() == 0:
+    logging.info('%s', run_plan.plan(config, workdir,
+                                     pretrain.unused_helpers(config)))
   if config.task != 'a2v':
     return pretrain.train_and_evaluate(config, workdir)
   # Batch sizes and mesh first: a mismatch with the devices fails at once.
@@ -296,6 +313,14 @@ class _Loop:
     """Steps start..num_steps; returns the last state."""
     config = self.config
     self._t_last, self._step_last = time.time(), start
+    self.bar = progress.stage_bar('GAN', self.num_steps, start)
+    try:
+      return self._run(step_fn, state, frozen, data_iter, start)
+    finally:
+      self.bar.close()
+
+  def _run(self, step_fn, state, frozen, data_iter, start: int):
+    config = self.config
     for step in range(start, self.num_steps):
       host_batch = next(data_iter)
       batch = _put_batch(host_batch, self.batch_sharding,
@@ -328,15 +353,19 @@ class _Loop:
         }, data_iter)
       for hook in self.hooks:
         hook(done, self.ckpt)
+      self.bar.update(1)
     return state
 
   def _log(self, done: int, phase: int, metrics) -> None:
     now = time.time()
     rate = (done - self._step_last) / max(now - self._t_last, 1e-9)
     self._t_last, self._step_last = now, done
-    if self.is_chief:
+    if self.is_chief and self.bar.disable:
       _log_progress(done, self.num_steps, phase, rate,
                     rate * self.frames_per_step, metrics)
+    elif self.is_chief:
+      self.bar.set_postfix_str(f'phase {phase} | {_loss_text(metrics)}',
+                               refresh=False)
     self.writer.write_scalars(done, _scalars(
         metrics, float(self.schedule(done - 1)), phase, rate,
         self.frames_per_step))
@@ -350,9 +379,15 @@ def _chief_view(state, mesh: Mesh):
 
 def _log_progress(step, num_steps, phase, steps_per_s, frames_per_s, metrics):
   eta = (num_steps - step) / max(steps_per_s, 1e-9)
+  logging.info('step %d/%d | phase %d | %.2f steps/s %.1f frames/s | ETA '
+               '%dh%02dm%02ds | %s', step, num_steps, phase, steps_per_s,
+               frames_per_s, eta // 3600, eta % 3600 // 60, eta % 60,
+               _loss_text(metrics))
+
+
+def _loss_text(metrics) -> str:
+  """The weighted generator terms and the discriminator losses."""
   terms = ' '.join(f'{k}={float(v):.3f}' for k, v in metrics['terms'].items()
                    if metrics['weighted'][k] != 0)
   d = ' '.join(f'D_{k}={float(v):.3f}' for k, v in metrics['d_loss'].items())
-  logging.info('step %d/%d | phase %d | %.2f steps/s %.1f frames/s | ETA '
-               '%dh%02dm%02ds | %s | %s', step, num_steps, phase, steps_per_s,
-               frames_per_s, eta // 3600, eta % 3600 // 60, eta % 60, terms, d)
+  return f'{terms} | {d}'

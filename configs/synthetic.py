@@ -13,8 +13,6 @@ gives its wall time).
 `:runlocal` gives a seconds-long smoke run on in-memory noise clips.
 """
 
-import jax
-
 from configs import common
 
 
@@ -79,6 +77,7 @@ def notebook_config(small: bool, corpus_dir: str = ''):
   Returns:
     An unlocked ml_collections.ConfigDict.
   """
+  import jax  # pylint: disable=g-import-not-at-top  # not at flag parsing
   c = get_config('runlocal' if small else None)
   if small:
     c.dataset.update(dict(name='synthetic', crop=64, split='train',

@@ -42,21 +42,25 @@ def _leftovers(folder):
   return [n for n in os.listdir(folder) if n.startswith(".partial")]
 
 
+# The command's own flags: a2v_jax.evaluate defines --model and --out too.
+_FLAGS = flags.FlagValues()
+
+
 def _run_main(argv, capsys):
   """Runs the command in-process (the jitted functions stay compiled)."""
-  generate.define_flags()
-  flags.FLAGS.unparse_flags()
-  flags.FLAGS(["generate"] + argv)
+  generate.define_flags(_FLAGS)
+  _FLAGS.unparse_flags()
+  _FLAGS(["generate"] + argv)
   try:
     code = 0
     try:
-      generate.main(["generate"])
+      generate.main(["generate"], _FLAGS)
     except SystemExit as e:
       code = e.code
     out = capsys.readouterr()
     return code, out.out, out.err
   finally:
-    flags.FLAGS.unparse_flags()
+    _FLAGS.unparse_flags()
 
 
 def test_unwritable_output_fails_before_any_work(inputs, tmp_path, capsys):
@@ -224,6 +228,38 @@ def test_manifest_csv_and_jsonl(model, head, inputs, tmp_path):
   bad.write_text("image,audio\nx.jpg,y.wav\n")
   with pytest.raises(generate.RequestError, match="row 1"):
     generate.read_manifest(str(bad))
+
+
+def test_a_bad_request_does_not_stop_the_batch(model, head, inputs, tmp_path,
+                                               capsys, monkeypatch):
+  """--keep_going (the default for a manifest): the good request is made,
+  the photo without a face is refused with its reason and leaves no file,
+  a summary follows, and the exit status is 1."""
+  grey = tmp_path / "grey.png"
+  cv2.imwrite(str(grey), np.full((200, 200, 3), 128, np.uint8))
+  manifest = tmp_path / "batch.csv"
+  manifest.write_text("image,audio,out\n"
+                      f"{grey},{inputs['speech']},bad.mp4\n"
+                      f"{inputs['image']},{inputs['speech']},good.mp4\n")
+  monkeypatch.setattr(inference.TalkingHead, "from_export",
+                      classmethod(lambda cls, *a, **k: head))
+  code, stdout, stderr = _run_main(
+      [f"--model={model}", f"--manifest={manifest}",
+       f"--chunk_frames={lib.CHUNK_FRAMES}"], capsys)
+  assert code == 1, stderr
+  assert "refused" in stdout and "no face" in stdout
+  assert "wrote" in stdout and "made 1 of 2 videos" in stdout
+  assert stderr.strip().splitlines()[-1].startswith("error: 1 of 2 request")
+  assert "Traceback" not in stderr
+  assert (tmp_path / "good.mp4").exists()
+  assert not (tmp_path / "bad.mp4").exists() and not _leftovers(tmp_path)
+  # --nokeep_going: the first bad request stops the batch, nothing is made.
+  (tmp_path / "good.mp4").unlink()
+  code, _, stderr = _run_main(
+      [f"--model={model}", f"--manifest={manifest}", "--nokeep_going"],
+      capsys)
+  assert code == 1 and "no face" in stderr.strip().splitlines()[-1]
+  assert not (tmp_path / "good.mp4").exists()
 
 
 def test_output_photo_and_face(model, head, inputs, tmp_path, capsys):

@@ -13,13 +13,13 @@ default) with a progress bar. Read the result with
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from a2v_jax import cli
 from a2v_jax.data import grid_layout
 from a2v_jax.data import lombard_layout
 
@@ -150,15 +150,20 @@ def _define_flags():
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; flags"
+                         " take the form --name=value")
   start = time.perf_counter()
+  f = flags.FLAGS
+  if f.data_dir and os.path.exists(f.data_dir) and not os.path.isdir(
+      f.data_dir):
+    raise cli.InputError(f"--data_dir={f.data_dir} is a file; pass the folder"
+                         " TFDS should write the dataset to")
   try:
-    f = flags.FLAGS
     builder = build(f.dataset, f.manual_dir, f.data_dir, int(f.crop),
                     f.test_speakers, f.val_every, f.test_every,
                     f.num_workers, f.overwrite)
   except BuildError as e:
-    sys.exit(f"error: {e}")
+    cli.fail(e)
   seconds = time.perf_counter() - start
   splits = {name: info.num_examples for name, info in builder.info.splits.items()}
   print(f"built {builder.name}/{builder.builder_config.name} in {seconds:.1f} s"
@@ -167,4 +172,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

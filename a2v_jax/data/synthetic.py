@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import sys
 import tempfile
 import time
 
@@ -44,6 +43,7 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 
+from a2v_jax import cli
 from a2v_jax.data import espeak
 from a2v_jax.data import face_motion
 from a2v_jax.data import face_render
@@ -399,7 +399,9 @@ def _define_flags():
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; flags"
+                         " take the form --name=value")
   cfg = flags.FLAGS
   start = time.perf_counter()
   try:
@@ -407,7 +409,7 @@ def main(argv):
                         layout=cfg.layout, workers=cfg.workers or None,
                         show_progress=True)
   except SyntheticCorpusError as e:
-    sys.exit(f"error: {e}")
+    cli.fail(e)
   print(f"wrote {len(files)} files for {cfg.speakers} speakers x {cfg.utterances}"
         f" utterances ({cfg.layout} layout) to {cfg.out_dir} in"
         f" {time.perf_counter() - start:.1f} s")
@@ -415,4 +417,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 from typing import Callable
 
@@ -244,6 +245,14 @@ class ExampleCache:
       shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _start_method() -> str:
+  """fork where this process has no threads to copy: workers inherit the
+  imported modules, so start-up is instant. Once jax is imported (the build
+  inside a training run) the process is multithreaded and a fork can
+  deadlock: forkserver workers start from a clean single-threaded server."""
+  return "forkserver" if "jax" in sys.modules else "fork"
+
+
 def process_clips(utterances: list[grid_layout.Utterance],
                   options: ClipOptions,
                   num_workers: int,
@@ -271,8 +280,7 @@ def process_clips(utterances: list[grid_layout.Utterance],
     results = map(_process, jobs)
     pool = None
   else:
-    # fork: workers inherit the imported modules, so start-up is instant.
-    pool = multiprocessing.get_context("fork").Pool(
+    pool = multiprocessing.get_context(_start_method()).Pool(
         min(num_workers, len(jobs)), initializer=_init_worker,
         initargs=(options.upsample, options.detect_width))
     results = pool.imap(_process, jobs, chunksize=1)
