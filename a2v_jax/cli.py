@@ -263,6 +263,22 @@ class _ShortFormatter(std_logging.Formatter):
     return text
 
 
+class _AboveTheBars:
+  """A stream for the log handler that prints above the tqdm bars (which
+  are redrawn below) instead of through them."""
+
+  def write(self, text: str) -> None:
+    import tqdm  # pylint: disable=g-import-not-at-top
+    if text.strip():
+      tqdm.tqdm.write(text.rstrip('\n'), file=sys.stderr)
+
+  def flush(self) -> None:
+    sys.stderr.flush()
+
+  def close(self) -> None:
+    pass
+
+
 _configured = []
 
 
@@ -284,5 +300,7 @@ def configure_logging(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   handler.addFilter(project)
   _configured.append(project)
   handler.setFormatter(_ShortFormatter())
+  if sys.stderr.isatty():
+    handler.setStream(_AboveTheBars())
   if level == 'warning':
     handler.setLevel(std_logging.WARNING)

@@ -253,10 +253,13 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
     for i, r in enumerate(requests):
       try:
         stream_writer.check_output_path(r.out)
-      except stream_writer.StreamWriterError as e:
+        _check_inputs_exist(r)
+      except _REQUEST_ERRORS as e:
         refused[i] = _refused(r, e)
   else:
     check_requests(requests)
+    for r in requests:
+      _check_inputs_exist(r)
   if head is None:
     logging.info("Loading %s.", model)
     head = inference.TalkingHead.from_export(model, chunk_frames=chunk_frames,
@@ -315,6 +318,16 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
         raise
       results.append(_refused(r, e))
   return results
+
+
+def _check_inputs_exist(r: Request) -> None:
+  """A missing photo or audio file fails before the model loads."""
+  if not os.path.isfile(r.image):
+    raise photo_lib.PhotoError(f"photo {r.image} does not exist; check the "
+                               "--image path")
+  if not os.path.isfile(r.audio):
+    raise audio_io.AudioError(f"audio {r.audio} does not exist; check the "
+                              "--audio path")
 
 
 def _make_one(head, r: Request, identity, waves, output: str, crf: int,

@@ -364,8 +364,10 @@ class _Loop:
       _log_progress(done, self.num_steps, phase, rate,
                     rate * self.frames_per_step, metrics)
     elif self.is_chief:
-      self.bar.set_postfix_str(f'phase {phase} | {_loss_text(metrics)}',
-                               refresh=False)
+      # Short enough for one line; every term goes to TensorBoard.
+      self.bar.set_postfix_str(
+          f'phase {phase}, G loss {float(metrics["g_total"]):.3f}',
+          refresh=False)
     self.writer.write_scalars(done, _scalars(
         metrics, float(self.schedule(done - 1)), phase, rate,
         self.frames_per_step))

@@ -4,6 +4,7 @@ One subprocess per mistake and entry point. The input is checked before a
 model loads (and, for a2v_jax.main and the data commands, before jax is
 imported), so each case takes a second or two.
 """
+import logging
 import os
 import subprocess
 import sys
@@ -73,9 +74,13 @@ def _cases(tmp):
           ['-m', 'a2v_jax.export', f'--workdir={tmp}',
            f'--out={folder}/export'], ['no checkpoints/ folder']),
       'generate: not an export': (
-          ['-m', 'a2v_jax.generate', f'--model={tmp}', '--image=a.jpg',
-           '--audio=a.wav', f'--out={folder}/o.mp4'],
+          ['-m', 'a2v_jax.generate', f'--model={tmp}', f'--image={a_file}',
+           f'--audio={a_file}', f'--out={folder}/o.mp4'],
           ['not an a2v_jax export']),
+      'generate: no photo': (
+          ['-m', 'a2v_jax.generate', f'--model={tmp}', '--image=me.jpg',
+           f'--audio={a_file}', f'--out={folder}/o.mp4'],
+          ['photo me.jpg does not exist', '--image']),
       'evaluate: no export': (
           ['-m', 'a2v_jax.evaluate', f'--model={folder}/none',
            f'--out={folder}/report'], ['--model', 'does not exist']),
@@ -147,3 +152,17 @@ def test_closing_note_says_where_the_model_is_and_what_next(tmp_path):
   assert f'a2v_jax.export --workdir={workdir} --out=exports/demo' in text
   assert 'a2v_jax.generate --model=exports/demo' in text
   assert f'tensorboard --logdir={workdir}' in text
+
+
+def test_other_libraries_info_logs_are_filtered():
+  keep = cli._ProjectFilter().filter  # pylint: disable=protected-access
+
+  def record(name, path, level):
+    return logging.LogRecord(name, level, path, 1, 'm', (), None)
+
+  ours = os.path.join(REPO, 'a2v_jax', 'train.py')
+  theirs = os.path.join(os.path.dirname(logging.__file__), 'orbax_like.py')
+  assert keep(record('absl', ours, logging.INFO))
+  assert not keep(record('absl', theirs, logging.INFO))
+  assert not keep(record('jax._src.xla_bridge', theirs, logging.INFO))
+  assert keep(record('absl', theirs, logging.WARNING))
