@@ -52,6 +52,10 @@ def _cases(tmp):
       'main: stray argument': (
           MAIN + [f'--workdir={folder}', 'runs/x'],
           ['unexpected arguments runs/x']),
+      'main: no dataset folder': (
+          ['-m', 'a2v_jax.main', '--config=configs/grid_phase1.py',
+           f'--config.dataset.data_dir={folder}/tfds', f'--workdir={folder}'],
+          ['cannot open dataset grid/crop128', 'a2v_jax.data.build']),
       'build: no corpus folder': (
           ['-m', 'a2v_jax.data.build', f'--manual_dir={folder}/none',
            f'--data_dir={folder}'], ['--manual_dir', 'not a folder']),

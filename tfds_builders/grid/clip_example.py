@@ -245,12 +245,17 @@ class ExampleCache:
       shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _start_method() -> str:
+def _pool_context():
   """fork where this process has no threads to copy: workers inherit the
   imported modules, so start-up is instant. Once jax is imported (the build
-  inside a training run) the process is multithreaded and a fork can
-  deadlock: forkserver workers start from a clean single-threaded server."""
-  return "forkserver" if "jax" in sys.modules else "fork"
+  inside a training run or a test) the process is multithreaded and a fork
+  can deadlock: forkserver workers fork from a clean single-threaded server
+  that has imported this module once (so they too start at once)."""
+  if "jax" not in sys.modules:
+    return multiprocessing.get_context("fork")
+  ctx = multiprocessing.get_context("forkserver")
+  ctx.set_forkserver_preload([__name__])
+  return ctx
 
 
 def process_clips(utterances: list[grid_layout.Utterance],
@@ -280,7 +285,7 @@ def process_clips(utterances: list[grid_layout.Utterance],
     results = map(_process, jobs)
     pool = None
   else:
-    pool = multiprocessing.get_context(_start_method()).Pool(
+    pool = _pool_context().Pool(
         min(num_workers, len(jobs)), initializer=_init_worker,
         initargs=(options.upsample, options.detect_width))
     results = pool.imap(_process, jobs, chunksize=1)
