@@ -2,6 +2,7 @@
 # One-command set-up: a virtual environment in .venv with the tested versions.
 # Usage: ./setup.sh            (core + dev extras)
 #        EXTRAS=dev,torch ./setup.sh
+#        EXTRAS=dev,web ./setup.sh   (the local web page: docs/web.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
