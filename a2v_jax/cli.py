@@ -153,8 +153,9 @@ def _flag_error_message(error: BaseException, argv, flag_values) -> str:
   first = text.splitlines()[0] if text else type(error).__name__
   m = re.match(r'flag (--\S+?)=(.*?): (.*)', first)
   if m:
-    return (f'bad value {m.group(1)}={m.group(2)} ({m.group(3)}); pass a '
-            f'value of the type the flag or config key takes')
+    fix = ('pass one of those' if 'one of' in m.group(3) else
+           'pass a value of the type the flag or config key takes')
+    return f'bad value {m.group(1)}={m.group(2)} ({m.group(3)}); {fix}'
   return first
 
 
