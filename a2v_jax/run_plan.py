@@ -2,7 +2,7 @@
 
 `plan(config, workdir)` lists the stages of `python -m a2v_jax.main` (the
 synthetic corpus, its build, the helper networks, the GAN), says which ones
-a earlier run left to reuse, and gives a rough estimate of the whole;
+an earlier run left to reuse, and gives a rough estimate of the whole;
 `closing_note(config, workdir)` says where the model is and the next
 commands (export, generate, TensorBoard). Both only look at the config and
 the files on disk: no jax, nothing loaded.
