@@ -36,8 +36,11 @@ def _corpus_dir(config: Any, workdir: str) -> str:
   d = config.dataset
   if d.corpus_dir:
     return d.corpus_dir
-  return os.path.join(os.path.dirname(os.path.abspath(workdir)),
+  path = os.path.join(os.path.dirname(os.path.abspath(workdir)),
                       'synthetic_corpus')
+  # As the user would type it: relative to here when under here.
+  rel = os.path.relpath(path)
+  return path if rel.startswith('..') or os.path.isabs(workdir) else rel
 
 
 def _num_steps(config: Any) -> int:
