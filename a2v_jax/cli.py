@@ -238,6 +238,19 @@ def check_dir(path: str | None, flag: str, what: str, fix: str) -> None:
     raise InputError(f'{flag}={path} is a file, not a folder ({what}); {fix}')
 
 
+def check_dataset_dir(config) -> None:
+  """config.dataset.data_dir of a built dataset (grid, lombard_grid) exists:
+  checked before jax loads (the data source says more once it opens)."""
+  d = config.dataset
+  if (d.name in ('grid', 'lombard_grid') and d.data_dir
+      and not _is_remote(d.data_dir) and not os.path.isdir(d.data_dir)):
+    raise InputError(
+        f'cannot open dataset {d.name}/crop{d.crop} (nothing built at '
+        f'{d.data_dir}: no such folder). Build it with `python -m '
+        f'a2v_jax.data.build --dataset={d.name} --crop={d.crop} '
+        f'--manual_dir=DIR --data_dir=DIR` and set config.dataset.data_dir.')
+
+
 # --- The terminal ------------------------------------------------------------
 
 

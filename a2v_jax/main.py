@@ -11,8 +11,6 @@ checkpoint folder) and a loss that turns NaN stop the run with one line,
 `error: ...`, and exit status 1. Input is checked before jax is imported.
 """
 
-import os
-
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -32,23 +30,11 @@ config_flags.DEFINE_config_file(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def _check_dataset_dir(config) -> None:
-  """A built dataset's folder that is not there fails before jax loads."""
-  d = config.dataset
-  if d.name in ('grid', 'lombard_grid') and d.data_dir and not os.path.isdir(
-      d.data_dir):
-    raise cli.InputError(
-        f'cannot open dataset {d.name}/crop{d.crop} (nothing built at '
-        f'{d.data_dir}: no such folder). Build it with `python -m '
-        f'a2v_jax.data.build --dataset={d.name} --crop={d.crop} '
-        f'--manual_dir=DIR --data_dir=DIR` and set config.dataset.data_dir.')
-
-
 def main(argv):
   if len(argv) > 1:
     raise cli.InputError(f'unexpected arguments {" ".join(argv[1:])}; flags '
                          'take the form --name=value')
-  _check_dataset_dir(FLAGS.config)
+  cli.check_dataset_dir(FLAGS.config)
   cli.check_writable_dir(FLAGS.workdir, '--workdir')
   # pylint: disable=g-import-not-at-top
   import jax

@@ -511,12 +511,13 @@ def main(argv) -> None:
   if config.task not in ('ds2_ctc', 'syncnet', 'eye', 'lipnet'):
     raise cli.InputError(f"config.task={config.task!r} is not a pretraining "
                          "task; use python -m a2v_jax.main for 'a2v'")
+  cli.check_dataset_dir(config)
   cli.check_writable_dir(flags.FLAGS.workdir, '--workdir')
+  from a2v_jax import train  # pylint: disable=g-import-not-at-top
   try:
     config_validation.validate_config(config)
     train_and_evaluate(config, flags.FLAGS.workdir)
-  except (config_validation.ConfigError, checkpointing.CheckpointError,
-          data_sources.DataSourceError) as e:
+  except train.INPUT_ERRORS as e:  # bad input, a NaN loss: one line
     cli.fail(e)
 
 
