@@ -251,6 +251,28 @@ def check_dataset_dir(config) -> None:
         f'--manual_dir=DIR --data_dir=DIR` and set config.dataset.data_dir.')
 
 
+def check_checkpoint_dirs(config) -> None:
+  """config.init_from and the helpers' pretrained.*_ckpt, when set, name
+  checkpoint folders (a run's checkpoints/, holding step folders): checked
+  before jax loads, not after minutes of compiling."""
+  paths = [('init_from', config.get('init_from', ''))]
+  pretrained = config.get('pretrained') or {}
+  paths += [(f'pretrained.{k}', v) for k, v in sorted(pretrained.items())
+            if k.endswith('_ckpt')]
+  for key, path in paths:
+    if not path or _is_remote(path):
+      continue
+    if not os.path.isdir(path):
+      raise InputError(f'config.{key}={path} does not exist; pass a '
+                       "training run's checkpoints/ folder")
+    if not any(n.isdigit() and os.path.isdir(os.path.join(path, n))
+               for n in os.listdir(path)):
+      raise InputError(
+          f'config.{key}={path} holds no checkpoint (no step folders); pass '
+          "a run's checkpoints/ folder (e.g. runs/NAME/checkpoints), not a "
+          'step inside it or the run itself')
+
+
 # --- The terminal ------------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ def main(argv):
     raise cli.InputError(f'unexpected arguments {" ".join(argv[1:])}; flags '
                          'take the form --name=value')
   cli.check_dataset_dir(FLAGS.config)
+  cli.check_checkpoint_dirs(FLAGS.config)
   cli.check_writable_dir(FLAGS.workdir, '--workdir')
   # pylint: disable=g-import-not-at-top
   import jax

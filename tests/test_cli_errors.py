@@ -56,6 +56,9 @@ def _cases(tmp):
           ['-m', 'a2v_jax.main', '--config=configs/grid_phase1.py',
            f'--config.dataset.data_dir={folder}/tfds', f'--workdir={folder}'],
           ['cannot open dataset grid/crop128', 'a2v_jax.data.build']),
+      'main: init_from is not a checkpoints folder': (
+          MAIN + [f'--workdir={folder}', f'--config.init_from={tmp}'],
+          ['config.init_from', 'no checkpoint', 'checkpoints/ folder']),
       'build: no corpus folder': (
           ['-m', 'a2v_jax.data.build', f'--manual_dir={folder}/none',
            f'--data_dir={folder}'], ['--manual_dir', 'not a folder']),
