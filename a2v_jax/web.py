@@ -367,7 +367,7 @@ def build_app(studio: Studio, example_dir: str):
         audio = gr.Audio(label="Audio (any format ffmpeg reads)",
                          sources=["upload", "microphone"], type="filepath",
                          elem_id="audio")
-        with gr.Row():
+        with gr.Row(visible=False) as speech_text:
           text = gr.Textbox(label="Text to speak", lines=2, elem_id="text",
                             placeholder=SAMPLE_SENTENCE, scale=3)
           voice = gr.Dropdown(list(VOICES), value=next(iter(VOICES)),
@@ -381,15 +381,20 @@ def build_app(studio: Studio, example_dir: str):
                                    "whole photo (else the aligned face crop)",
                                    elem_id="paste_back")
         button = gr.Button("Generate", variant="primary", elem_id="generate")
+        with gr.Row():
+          gr.Examples([[example_portrait(example_dir)]], inputs=[photo],
+                      label="Example portrait")
+          gr.Examples([[SAMPLE_SENTENCE, SPEECH_TEXT]], inputs=[text, source],
+                      label="Example sentence")
       with gr.Column():
         result = gr.Video(label="Result", elem_id="result", autoplay=False,
                           buttons=["download"], interactive=False)
         status = gr.Markdown("Add a photo and speech, then press Generate.",
                              elem_id="status")
-    gr.Examples([[example_portrait(example_dir)]], inputs=[photo],
-                label="Example portrait")
-    gr.Examples([[SAMPLE_SENTENCE, SPEECH_TEXT]], inputs=[text, source],
-                label="Example sentence")
+    source.change(lambda s: (gr.update(visible=s == SPEECH_AUDIO),
+                             gr.update(visible=s == SPEECH_TEXT)),
+                  source, [audio, speech_text], queue=False,
+                  api_visibility="private")
     button.click(generate, [photo, audio, text, voice, source, epochs,
                             paste_back], [result, status], preprocess=False,
                  api_name="generate", concurrency_limit=1)

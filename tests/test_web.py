@@ -161,12 +161,17 @@ def _upload(driver, elem_id, path):
       By.ID, elem_id).get_attribute("innerHTML"))
 
 
+def _status(driver):
+  """The status box's text (read in one script: Gradio re-renders it)."""
+  return driver.execute_script(
+      "return document.getElementById('status').innerText;")
+
+
 def _generate(driver, expect):
   """Presses Generate; returns the status line once it contains `expect`."""
   driver.find_element(By.ID, "generate").click()
-  status = driver.find_element(By.ID, "status")
-  WebDriverWait(driver, RESULT_S).until(lambda d: expect in status.text)
-  return status.text
+  WebDriverWait(driver, RESULT_S).until(lambda d: expect in _status(d))
+  return _status(driver)
 
 
 def test_page_end_to_end(server, browser, files, tmp_path):
@@ -184,8 +189,8 @@ def _check_video(server, browser, files, tmp_path):
   _upload(browser, "audio", files / "speech.wav")
   text = _generate(browser, "Done")
   assert "30 frames" in text, text
-  src = browser.find_element(By.CSS_SELECTOR, "#result video").get_attribute(
-      "src")
+  src = browser.execute_script(
+      "return document.querySelector('#result video').getAttribute('src');")
   out = tmp_path / "result.mp4"
   with urllib.request.urlopen(src, timeout=30) as response:
     out.write_bytes(response.read())
@@ -225,14 +230,13 @@ def _check_second_user(browser, files):
   _upload(browser, "audio", files / "short.wav")
   browser.find_element(By.ID, "generate").click()
   job = client.submit(handle_file(str(files / "astronaut.png")), None,
-                      web.SAMPLE_SENTENCE, next(iter(web.VOICES)),
+                      "Hello there.", next(iter(web.VOICES)),
                       web.SPEECH_TEXT, 0, False, api_name="/generate")
-  status = browser.find_element(By.ID, "status")
-  WebDriverWait(browser, RESULT_S).until(lambda d: "Done" in status.text)
-  assert re.search(r"shows \d+ faces; the largest was animated", status.text), (
-      status.text)
+  WebDriverWait(browser, RESULT_S).until(lambda d: "Done" in _status(d))
+  assert re.search(r"shows \d+ faces; the largest was animated",
+                   _status(browser)), _status(browser)
   result, report = job.result(timeout=RESULT_S)
   assert report.startswith("**Done**"), report
   info = video.probe_streams(result["video"] if isinstance(result, dict)
                              else result)
-  assert info.audio_codec == "aac" and info.video_frames > 25
+  assert info.audio_codec == "aac" and info.video_frames > 10
