@@ -64,6 +64,8 @@ MAX_AUDIO_S = 60.0
 MAX_TEXT_CHARS = 500
 # Peak below this (-60 dBFS) is silence: a muted microphone records it.
 SILENCE_PEAK = 1e-3
+# Videos kept in the server's output folder.
+KEEP_VIDEOS = 8
 # Speech sources of the page's radio.
 SPEECH_AUDIO = "audio file or microphone"
 SPEECH_TEXT = "text, spoken by espeak-ng"
@@ -157,15 +159,16 @@ def load_photo(path: str, name: str) -> tuple[np.ndarray, list[str]]:
 
 
 def speak(text: str, voice: str) -> tuple[np.ndarray, int]:
-  """Text -> (float32 [N] speech, sample rate) in the bundled espeak-ng voice."""
+  """Text -> (float32 [N] speech, sample rate), spoken by espeak-ng."""
   text = " ".join((text or "").split())
   if not text:
     raise WebInputError("the text box is empty; type a sentence to speak, or "
                         "choose the audio file or microphone")
   if len(text) > MAX_TEXT_CHARS:
-    raise WebInputError(f"the text has {len(text)} characters; the page speaks"
-                        f" at most {MAX_TEXT_CHARS} (about {MAX_AUDIO_S:.0f} s)")
-  speech = espeak.synthesize(text, VOICES.get(voice, next(iter(VOICES.values()))))
+    raise WebInputError(f"the text has {len(text)} characters; the page "
+                        f"speaks at most {MAX_TEXT_CHARS}")
+  default = next(iter(VOICES.values()))
+  speech = espeak.synthesize(text, VOICES.get(voice, default))
   return speech.audio, speech.sample_rate
 
 
@@ -204,8 +207,14 @@ class Studio:
     return time.perf_counter() - start
 
   def _out_path(self) -> str:
+    """A new output path; videos before the last KEEP_VIDEOS are deleted
+    (the page has its own copy: Gradio serves the result from its cache)."""
     with self._lock:
       self._count += 1
+      old = os.path.join(self.out_dir,
+                         f"a2v-{self._count - KEEP_VIDEOS:04d}.mp4")
+      if os.path.exists(old):
+        os.remove(old)
       return os.path.join(self.out_dir, f"a2v-{self._count:04d}.mp4")
 
   def run(self, photo: Upload | None, audio: Upload | None, text: str,
@@ -352,7 +361,10 @@ def build_app(studio: Studio, example_dir: str):
         logging.info("Refused a request: %s", e)
       return None, error_report(e)
 
-  with gr.Blocks(title="a2v-jax: talking head", analytics_enabled=False) as demo:
+  # delete_cache: Gradio's copies of uploads and results older than a day go,
+  # checked every hour.
+  with gr.Blocks(title="a2v-jax: talking head", analytics_enabled=False,
+                 delete_cache=(3600, 86400)) as demo:
     gr.Markdown("# a2v-jax: one photo + speech → talking-head video\n"
                 "Runs on this machine: nothing leaves it. "
                 f"Model: `{studio.model_name}`.",

@@ -27,6 +27,12 @@ from absl import app
 from absl import flags
 import numpy as np
 from PIL import Image
+import portpicker
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+from skimage import data as skdata
 import soundfile
 
 from a2v_jax.data import espeak
@@ -37,7 +43,8 @@ _SECONDS = flags.DEFINE_float("seconds", 5.0, "Length of the clip.")
 _REQUESTS = flags.DEFINE_integer("requests", 2, "Timed presses of Generate.")
 _SCREENSHOT = flags.DEFINE_string("screenshot", None, "Where to save a PNG of "
                                   "the page with the examples' result.")
-TEXT = "Hello! This photo is talking. One picture and some speech make this video."
+TEXT = ("Hello! This photo is talking. One picture and some speech make "
+        "this video.")
 
 
 def rss_mib(pid: int) -> float:
@@ -59,7 +66,6 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_server(model: str | None) -> tuple[subprocess.Popen, str]:
-  import portpicker  # pylint: disable=g-import-not-at-top
   cmd = [sys.executable, "-m", "a2v_jax.web",
          f"--port={portpicker.pick_unused_port()}"]
   if model:
@@ -76,10 +82,6 @@ def start_server(model: str | None) -> tuple[subprocess.Popen, str]:
 
 
 def open_browser(url: str):
-  from selenium import webdriver  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top
   os.environ.setdefault("SE_OFFLINE", "true")
   options = webdriver.ChromeOptions()
   options.binary_location = shutil.which("chromium") or "chromium"
@@ -96,8 +98,6 @@ def open_browser(url: str):
 def press_generate(driver, pid: int) -> tuple[float, float, float, str]:
   """(seconds from the press to the new video, the server's CPU seconds in
   that time, peak RSS MiB, status line)."""
-  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top
 
   def src():  # read in one script: Gradio re-renders the video element
     return driver.execute_script(
@@ -126,9 +126,6 @@ def press_generate(driver, pid: int) -> tuple[float, float, float, str]:
 
 def main(argv):
   del argv
-  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top
-  from skimage import data as skdata  # pylint: disable=g-import-not-at-top
   work = tempfile.mkdtemp()
   photo = os.path.join(work, "astronaut.png")
   Image.fromarray(skdata.astronaut()).save(photo)

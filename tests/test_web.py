@@ -39,8 +39,8 @@ from a2v_jax.media import video  # noqa: E402
 
 _CHROME = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
                                                "google-chrome"))), None)
-_DRIVER = shutil.which("chromedriver") or (
-    "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
+_DRIVER = shutil.which("chromedriver") or next(filter(os.path.exists, (
+    "/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")), None)
 pytestmark = pytest.mark.skipif(
     not (_CHROME and _DRIVER),
     reason="needs a system Chromium and its driver: apt-get install chromium "
