@@ -274,8 +274,9 @@ class Studio:
                    "was animated (a photo of one person works best).")
     identity = head.identity(aligned)
     if adapt_epochs > 0:
-      progress(0.1, f"Adapting the model to the photo ({adapt_epochs} epochs; "
-               "the first time also compiles)")
+      progress(0.1, f"Adapting the model to the photo ({adapt_epochs} "
+               f"epoch{'s' if adapt_epochs != 1 else ''}; the first time also "
+               "compiles)")
       identity = head.adapt(aligned, int(adapt_epochs), progress=True)
     output = "photo" if paste_back else "face"
     height, width = (aligned.image.shape[:2] if paste_back
