@@ -62,9 +62,10 @@ def _real_s1(c):
   # budget on real GRID stays at chance (multi-way loss ln 13 after 400
   # steps), and a judge at chance only adds noise to G's gradient. The
   # lower-half L1 carries the mouth; :gpu turns the term back on.
-  # The mouth's own L1 (losses.mouth_l1_loss): with the lower-half L1 and
-  # the perceptual loss alone the mouth barely moved on real faces (mouth r
-  # 0.09 after 500 steps); see docs/real_data.md for the A/B.
+  # The mouth's own L1 (losses.mouth_l1_loss), which the shipped model was
+  # trained with from step 500. At equal steps (700) it made no measurable
+  # difference to mouth r (0.32 vs 0.34 without it); whether it matters
+  # later is untested: docs/real_data.md.
   for phase in ('phase2', 'phase3'):
     c.curriculum.weights[phase].contrastive = 0.0
     c.curriculum.weights[phase].mouth = 20.0
