@@ -7,6 +7,9 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# No persistent compilation cache in tests (never the user's ~/.cache): the
+# commands they start inherit this; tests of the cache set their own folder.
+os.environ["A2V_COMPILATION_CACHE"] = ""
 
 import jax  # noqa: E402
 

@@ -20,6 +20,10 @@ The terminal: other libraries' INFO logs (orbax's option dumps, jax's probe
 for a TPU on a CPU machine) are off; a2v_jax's own INFO lines, and everyone's
 warnings and errors, stay. `--log_level=all` (or absl's `--verbosity`) brings
 the rest back; `--log_level=warning` keeps only warnings and errors.
+
+Compiled programs: `run` turns on JAX's persistent compilation cache
+(`configure_compilation_cache`), so a second run of a command skips the
+XLA compiles of the first.
 """
 
 from __future__ import annotations
@@ -184,6 +188,7 @@ def run(main: Callable[[list[str]], None],
 
   def wrapped(argv):
     configure_logging(flag_values)
+    configure_compilation_cache()
     try:
       main(argv)
     except (app.UsageError, InputError) as e:
@@ -194,6 +199,42 @@ def run(main: Callable[[list[str]], None],
       raise
 
   app.run(wrapped, flags_parser=lambda argv: parse_flags(argv, flag_values))
+
+
+# --- Compilation cache -------------------------------------------------------
+
+CACHE_ENV = 'A2V_COMPILATION_CACHE'
+
+
+def compilation_cache_dir(environ=os.environ) -> str | None:
+  """The folder of JAX's persistent compilation cache, or None (off).
+
+  $A2V_COMPILATION_CACHE when set (empty = off), else
+  $XDG_CACHE_HOME/a2v_jax/jax, else ~/.cache/a2v_jax/jax.
+  """
+  if CACHE_ENV in environ:
+    return environ[CACHE_ENV] or None
+  base = environ.get('XDG_CACHE_HOME') or os.path.join(
+      os.path.expanduser('~'), '.cache')
+  return os.path.join(base, 'a2v_jax', 'jax')
+
+
+def configure_compilation_cache(environ=os.environ) -> str | None:
+  """Points JAX's persistent compilation cache at compilation_cache_dir().
+
+  Imports nothing: before jax is imported it sets JAX_COMPILATION_CACHE_DIR
+  (which jax reads at import); after, it updates jax.config. A
+  JAX_COMPILATION_CACHE_DIR already set by the user wins. Returns the folder
+  in use, or None when the cache is off.
+  """
+  path = compilation_cache_dir(environ)
+  if path is None:
+    return None
+  path = environ.setdefault('JAX_COMPILATION_CACHE_DIR', path)
+  jax = sys.modules.get('jax')
+  if jax is not None and hasattr(jax, 'config'):
+    jax.config.update('jax_compilation_cache_dir', path)
+  return path
 
 
 # --- Input checks ------------------------------------------------------------

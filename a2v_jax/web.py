@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from a2v_jax import adaptation
+from a2v_jax import cli
 from a2v_jax import export as export_lib
 from a2v_jax import inference
 from a2v_jax import photo as photo_lib
@@ -449,6 +450,7 @@ def serve(model: str | None, *, host: str = "127.0.0.1", port: int = 7860,
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.configure_compilation_cache()
   try:
     _gradio()
   except ImportError:
