@@ -59,8 +59,10 @@ def main(argv: Sequence[str]) -> None:
     path = f[name].value
     if path and not (os.path.exists(path) if name == "syncnet"
                      else os.path.isdir(path)):
-      raise cli.InputError(f"--{name}={path} is not a checkpoint folder; "
-                           "pass the workdir/checkpoints of its pretraining "
+      what = "does not exist" if not os.path.exists(path) else (
+          "is not a checkpoint folder")
+      raise cli.InputError(f"--{name}={path} {what}; pass the "
+                           f"workdir/checkpoints of its `{name}` pretraining "
                            "run")
   try:
     rep = helper_report.evaluate_helpers(

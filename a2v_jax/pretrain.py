@@ -513,11 +513,11 @@ def main(argv) -> None:
                          "task; use python -m a2v_jax.main for 'a2v'")
   cli.check_dataset_dir(config)
   cli.check_writable_dir(flags.FLAGS.workdir, '--workdir')
-  from a2v_jax import train  # pylint: disable=g-import-not-at-top
+  from a2v_jax import run_errors  # pylint: disable=g-import-not-at-top
   try:
     config_validation.validate_config(config)
     train_and_evaluate(config, flags.FLAGS.workdir)
-  except train.INPUT_ERRORS as e:  # bad input, a NaN loss: one line
+  except run_errors.INPUT_ERRORS as e:  # bad input, a NaN loss: one line
     cli.fail(e)
 
 

@@ -25,29 +25,22 @@ from a2v_jax import checkpointing
 from a2v_jax import config_validation
 from a2v_jax import curriculum
 from a2v_jax import data_sources
-from a2v_jax import distributed
 from a2v_jax import gan_step
 from a2v_jax import losses
 from a2v_jax import metrics_writer
 from a2v_jax import networks
 from a2v_jax import parallel
 from a2v_jax import pretrain
+from a2v_jax import run_errors
 from a2v_jax import progress
 from a2v_jax import run_plan
 from a2v_jax import sample_writer
 from a2v_jax import train_state as train_state_lib
 from a2v_jax.data import pipeline
-from a2v_jax.models import patchgan
-from a2v_jax.models import spade
-from a2v_jax.models import temporal
 
 # Errors whose message names the problem and the fix (a2v_jax.main prints
 # them as one line).
-INPUT_ERRORS = (config_validation.ConfigError, checkpointing.CheckpointError,
-                curriculum.CurriculumError, data_sources.DataSourceError,
-                distributed.DistributedConfigError, losses.LossConfigError,
-                spade.SPADEConfigError, patchgan.PatchGANConfigError,
-                temporal.TemporalConfigError, losses.NonFiniteLossError)
+INPUT_ERRORS = run_errors.INPUT_ERRORS
 
 # Called as hook(step, checkpointer) after each step's checkpoint is saved.
 StepHook = Callable[[int, checkpointing.Checkpointer], None]
