@@ -172,6 +172,10 @@ def test_quickstart_export_archive_round_trip(quickstart, tmp_path):
     colab.fetch_export(str(tmp_path / "missing"), str(tmp_path / "x"))
 
 
+# Minutes on 2 cores; the loop it drives is train_test.py's end-to-end run,
+# so CI's default selection leaves it to `pytest -m slow` (the browser test
+# of the web page took its place in the 15-minute budget).
+@pytest.mark.slow
 def test_train_synthetic_trains_three_phases_and_exports(tmp_path):
   from a2v_jax import colab
   from a2v_jax import export
