@@ -260,6 +260,7 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
     check_requests(requests)
     for r in requests:
       _check_inputs_exist(r)
+  own_head = head is None
   if head is None:
     logging.info("Loading %s.", model)
     head = inference.TalkingHead.from_export(model, chunk_frames=chunk_frames,
@@ -305,6 +306,8 @@ def run(model: str, requests: Sequence[Request], *, adapt_epochs: int = 0,
       for image, identity in zip(group, adapted):
         identities[image] = identity
         adapt_s[image] = identity.adapt_stats.total_s
+    if own_head:  # nothing adapts again: generation gets the memory
+      head.release_adaptation()
   results = []
   for i, r in enumerate(requests):
     if i in refused:

@@ -29,8 +29,10 @@ face.
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import functools
+import gc
 import os
 from typing import Any, Iterator, Sequence
 
@@ -196,6 +198,18 @@ class TalkingHead:
     model, variables, weights = self._perceptual
     return adaptation.Adapter(self.generator, model, variables, weights,
                               learning_rate, batching=self.adapt_batching)
+
+  def release_adaptation(self) -> None:
+    """Frees what adaptation holds here (the VGG of the perceptual loss and
+    the buffers of the finished steps) and hands the freed heap back to the
+    OS, for a process that only generates from here on; a later `adapt`
+    loads the VGG again (its compiled step stays cached)."""
+    self._perceptual = None
+    gc.collect()
+    try:  # glibc keeps freed pages otherwise, and the peak is RSS
+      ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+      pass
 
   def silence_features(self) -> np.ndarray:
     """The encoder's feature vector for silence: float32 [D]."""
