@@ -9,10 +9,17 @@ with adaptation, the adaptation time (compile and compute), N identities
 adapted as one vmapped computation against N separate runs; the per-frame
 cost of putting the generated faces into photos of each height
 (a2v_jax.compositing; the astronaut scaled to that height and padded to
-16:9, CPU only, no model needed); then the peak memory of the whole command
-(photo -> mp4, --memory_output) for short and long audio, each in a fresh
-process, with the output's stream durations (frames, audio and mp4 must
-agree to within one frame).
+16:9, CPU only, no model needed); then the peak memory of the README's
+photo-to-video commands as written, each run as its own process:
+
+  python -m a2v_jax.generate --image=PHOTO --audio=AUDIO --out=OUT --paste_back
+  python -m a2v_jax.generate --model=MODEL ... --adapt_epochs=5 --paste_back
+
+(adaptation, compiling, paste-back and the mp4 included; the persistent
+compilation cache off, so every run compiles as a first run does), with the
+output's stream durations (frames, audio and mp4 must agree to within one
+frame). The photo is the astronaut (512 px, as `a2v_jax.data.samples`
+writes it), the audio --memory_audio_s seconds of speech-like sound.
 
 Without --model the generator and encoder are randomly initialised, and the
 output says so (speed and memory do not depend on the weights), with the
@@ -20,15 +27,14 @@ configs named by --generators: 'default' (configs/common.py: the NVlabs-like
 SPADE, ngf=64, DeepSpeech2 3x256) and/or 'demo' (configs/synthetic.py: the
 embedded synthetic model, ngf=8). --batchings times N identities adapted
 together with each way of sharing the computation (a2v_jax.adaptation). The
-memory runs use --memory_config: 'default' (that model) or 'demo' (the
-embedded synthetic model's sizes, configs/synthetic.py), since ten minutes of
-video from the default model takes hours on a CPU.
+memory runs use --model, else --memory_config: 'shipped' (the model
+`generate` uses without --model, a2v_jax/pretrained), or a random-weight
+export of 'default' or 'demo' (configs/synthetic.py) at --memory_crop.
 """
 from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -46,7 +52,6 @@ import timing
 
 from a2v_jax import compositing
 from a2v_jax import export
-from a2v_jax import generate
 from a2v_jax import inference
 from a2v_jax import networks
 from a2v_jax import photo
@@ -66,22 +71,21 @@ _CHUNK = flags.DEFINE_integer("chunk_frames", 32, "Frames per chunk.")
 _EPOCHS = flags.DEFINE_integer("adapt_epochs", 5, "Adaptation epochs.")
 _IDENTITIES = flags.DEFINE_integer("identities", 4, "N for vmapped vs "
                                    "separate adaptation (0 = skip).")
-_MEMORY = flags.DEFINE_list("memory_audio_s", ["10", "600"], "Audio lengths "
+_MEMORY = flags.DEFINE_list("memory_audio_s", ["10"], "Audio lengths "
                             "of the peak-memory runs ('' = skip).")
-_MEMORY_CONFIG = flags.DEFINE_enum("memory_config", "demo", ["demo", "default"],
-                                   "Model of the memory runs (no --model).")
+_MEMORY_CONFIG = flags.DEFINE_enum(
+    "memory_config", "shipped", ["shipped", "demo", "default"],
+    "Model of the memory runs without --model.")
 _MEMORY_CROP = flags.DEFINE_integer("memory_crop", 64, "Crop of the memory "
-                                    "runs without --model.")
-_MEMORY_OUTPUT = flags.DEFINE_enum("memory_output", "photo",
-                                   ["face", "photo", "photo_whole_face"],
-                                   "What the memory runs write (--output).")
+                                    "runs with a random-weight model.")
+_MEMORY_ADAPT = flags.DEFINE_list(
+    "memory_adapt_epochs", ["0", "5"], "--adapt_epochs of the memory runs: "
+    "0 = the README's first command, 5 = its second.")
 _COMPOSITE = flags.DEFINE_list("composite_photos", ["512", "1080", "2160"],
                                "Photo heights of the compositing timings "
                                "('' = skip).")
 _COMPOSITE_CROPS = flags.DEFINE_list("composite_crops", ["64", "128"],
                                      "Face crops of the compositing timings.")
-_CHILD = flags.DEFINE_string("child", "", "Internal: run one memory "
-                             "measurement as 'MODEL,AUDIO,OUT'.")
 
 
 def speech_like(seconds: float, sample_rate: int = 16000) -> np.ndarray:
@@ -206,83 +210,82 @@ def _progress(stage: str) -> None:
   print(f"[{time.strftime('%H:%M:%S')}] {stage}", file=sys.stderr, flush=True)
 
 
-def _peak_rss_mib() -> float:
-  """VmHWM of this process (reset at start by _reset_peak_rss)."""
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith("VmHWM:"):
-        return int(line.split()[1]) / 1024
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def generate_command(model: str, image: str, audio: str, out: str,
+                     adapt_epochs: int) -> list[str]:
+  """The README's photo-to-video command (model '' = the shipped one)."""
+  command = [sys.executable, "-m", "a2v_jax.generate"]
+  command += [f"--model={model}"] if model else []
+  command += [f"--image={image}", f"--audio={audio}", f"--out={out}"]
+  command += [f"--adapt_epochs={adapt_epochs}"] if adapt_epochs else []
+  return command + ["--paste_back"]
 
 
-def _reset_peak_rss() -> None:
-  """Forgets the peak inherited from the forking parent (Linux >= 4.0)."""
-  try:
-    with open("/proc/self/clear_refs", "w") as f:
-      f.write("5")
-  except OSError:
-    pass
+def run_measured(command: list[str], log: str) -> tuple[int, float, float]:
+  """(exit status, peak RSS MiB, wall s) of `command`, run as it is typed.
 
-
-def run_child(spec: str) -> None:
-  """One photo -> mp4 run; prints its peak memory and stream durations."""
-  _reset_peak_rss()
-  model, audio, out = spec.split(",")
-  image = os.path.join(os.path.dirname(out), "astronaut.png")
-  import cv2  # pylint: disable=g-import-not-at-top
-  cv2.imwrite(image, skimage.data.astronaut()[..., ::-1])
+  The peak is the child's ru_maxrss from wait4: the largest resident set of
+  the process (or of one it waited for: ffmpeg is smaller).
+  """
+  env = dict(os.environ, A2V_COMPILATION_CACHE="")  # compile, as a first run
   start = time.perf_counter()
-  (result,) = generate.run(model, [generate.Request(image, audio, out)],
-                           chunk_frames=_CHUNK.value,
-                           output=_MEMORY_OUTPUT.value, progress=False)
-  wall = time.perf_counter() - start
-  info = video.probe_streams(out)
-  peak = {"python_rss_mib": _peak_rss_mib()}
-  stats = jax.local_devices()[0].memory_stats() or {}
-  if "peak_bytes_in_use" in stats:
-    peak["device_peak_mib"] = stats["peak_bytes_in_use"] / 2**20
-  print("RESULT " + json.dumps(dict(
-      peak, frames=result.frames, wall_s=wall, fps=result.frames / wall,
-      video_frames=info.video_frames, video_s=info.video_duration_s,
-      audio_s=info.audio_duration_s)))
+  with open(log, "w") as f:
+    proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT,
+                            env=env, cwd=os.path.dirname(os.path.dirname(
+                                os.path.abspath(__file__))))
+    _, status, usage = os.wait4(proc.pid, 0)
+  proc.returncode = os.waitstatus_to_exitcode(status)
+  return proc.returncode, usage.ru_maxrss / 1024, time.perf_counter() - start
 
 
 def bench_memory(workdir: str) -> list[dict]:
-  model = _MODEL.value or random_export(
-      os.path.join(workdir, "mem_model"), _MEMORY_CROP.value,
-      _MEMORY_CONFIG.value)
+  if _MODEL.value:
+    model = _MODEL.value
+  elif _MEMORY_CONFIG.value == "shipped":
+    model = ""  # generate's default
+  else:
+    model = random_export(os.path.join(workdir, "mem_model"),
+                          _MEMORY_CROP.value, _MEMORY_CONFIG.value)
+  import cv2  # pylint: disable=g-import-not-at-top
+  image = os.path.join(workdir, "astronaut.png")
+  cv2.imwrite(image, skimage.data.astronaut()[..., ::-1])
   rows = []
   for seconds in (float(s) for s in _MEMORY.value if s):
-    _progress(f"memory run, {seconds:g} s of audio")
     audio = os.path.join(workdir, f"speech_{seconds:g}s.wav")
     sf.write(audio, speech_like(seconds), 16000, subtype="PCM_16")
-    out = os.path.join(workdir, f"out_{seconds:g}s.mp4")
-    proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__),
-         f"--child={model},{audio},{out}", f"--chunk_frames={_CHUNK.value}",
-         f"--memory_output={_MEMORY_OUTPUT.value}"],
-        capture_output=True, text=True, check=False)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    if proc.returncode or not lines:
-      raise RuntimeError(f"memory run failed: {proc.stderr[-2000:]}")
-    rows.append(dict(json.loads(lines[-1][7:]), audio_len_s=seconds))
-    print("measured: " + json.dumps(rows[-1]), flush=True)
+    for epochs in (int(e) for e in _MEMORY_ADAPT.value if e):
+      _progress(f"memory run, {seconds:g} s of audio, {epochs} adapt epochs")
+      out = os.path.join(workdir, f"out_{seconds:g}s_{epochs}.mp4")
+      command = generate_command(model, image, audio, out, epochs)
+      log = out + ".log"
+      load = os.getloadavg()[0]
+      rc, peak, wall = run_measured(command, log)
+      with open(log) as f:
+        text = f.read()
+      if rc:
+        raise RuntimeError(f"memory run failed: {text[-2000:]}")
+      info = video.probe_streams(out)
+      shown = ["generate"] + [a.replace(workdir + os.sep, "") for a in
+                              command[3:]]
+      rows.append(dict(command=" ".join(shown), audio_len_s=seconds,
+                       adapt_epochs=epochs, python_rss_mib=peak, wall_s=wall,
+                       load=load, video_frames=info.video_frames,
+                       video_s=info.video_duration_s,
+                       audio_s=info.audio_duration_s))
+      print("measured: " + json.dumps(rows[-1]), flush=True)
   return rows
 
 
 def main(argv) -> None:
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every array it reads
-  if _CHILD.value:
-    run_child(_CHILD.value)
-    return
   device = jax.devices()[0]
   print(f"device: {device.platform} ({device.device_kind}), "
         f"{os.cpu_count()} CPUs visible, load average at start "
         + " ".join(f"{x:.1f}" for x in os.getloadavg()))
-  print("model: " + (_MODEL.value or "RANDOMLY INITIALISED "
-                     f"{','.join(_GENERATORS.value)} config(s) (no trained "
-                     "export given; speed/memory only)"))
+  if any(_SIZES.value):
+    print("model: " + (_MODEL.value or "RANDOMLY INITIALISED "
+                       f"{','.join(_GENERATORS.value)} config(s) (no trained "
+                       "export given; speed only)"))
   with tempfile.TemporaryDirectory() as workdir:
     configs = ["export"] if _MODEL.value else _GENERATORS.value
     rows = []
@@ -337,24 +340,24 @@ def main(argv) -> None:
     mem = bench_memory(workdir) if any(_MEMORY.value) else []
     if mem:
       print()
-      print("memory runs: " + ("--model" if _MODEL.value else
-                               f"{_MEMORY_CONFIG.value} config at "
-                               f"{_MEMORY_CROP.value}x{_MEMORY_CROP.value}, "
-                               "random weights") + ", photo -> mp4 "
-            f"(--output={_MEMORY_OUTPUT.value}), fresh "
-            "process each; peak RSS of the Python process (compile "
-            "included; ffmpeg's encoder is a separate, bounded process)")
-      print("| audio s | frames | frames/s | peak RSS MiB | device peak MiB |"
-            " mp4 video s | mp4 audio s | max drift (frames) |")
+      print("memory runs: the README's commands as typed, model " + (
+          _MODEL.value or ("shipped (a2v_jax/pretrained)"
+                           if _MEMORY_CONFIG.value == "shipped" else
+                           f"{_MEMORY_CONFIG.value} config at "
+                           f"{_MEMORY_CROP.value}x{_MEMORY_CROP.value}, "
+                           "random weights")) + ", 512 px photo; a fresh "
+            "process each, compilation cache off; peak RSS of the whole "
+            "command (adaptation, compiling and paste-back included)")
+      print("| command | audio s | peak RSS MiB | wall s | load | "
+            "mp4 video s | mp4 audio s | max drift (frames) |")
       print("|---|---|---|---|---|---|---|---|")
       for m in mem:
         drift = max(abs(m["video_s"] - m["audio_len_s"]),
-                    abs(m["audio_s"] - m["audio_len_s"]),
-                    abs(m["video_frames"] - m["frames"]) / 25.0) * 25.0
-        print(f"| {m['audio_len_s']:g} | {m['frames']} | {m['fps']:.1f} | "
-              f"{m['python_rss_mib']:.0f} | "
-              f"{m.get('device_peak_mib', float('nan')):.0f} | "
-              f"{m['video_s']:.3f} | {m['audio_s']:.3f} | {drift:.2f} |")
+                    abs(m["audio_s"] - m["audio_len_s"])) * 25.0
+        print(f"| `{m['command']}` | {m['audio_len_s']:g} | "
+              f"{m['python_rss_mib']:.0f} | {m['wall_s']:.1f} | "
+              f"{m['load']:.1f} | {m['video_s']:.3f} | {m['audio_s']:.3f} | "
+              f"{drift:.2f} |")
   print("\nNote: a shared, loaded CPU gives noisy timings; compare rows of "
         "one run only.")
 
