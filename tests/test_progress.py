@@ -2,6 +2,7 @@
 their size."""
 import fcntl
 import os
+import select
 import struct
 import sys
 import termios
@@ -20,9 +21,19 @@ def _bar_output(monkeypatch, columns: int) -> str:
       bar.update(1)
     bar.close()
     tty.flush()
-  out = os.read(master, 65536).decode('utf-8', 'replace')
+  # One read of a pty returns what one write put there (the first frame of
+  # the bar on some kernels): read until nothing more is waiting.
+  chunks = []
+  while select.select([master], [], [], 0.5)[0]:
+    try:
+      chunk = os.read(master, 65536)
+    except OSError:  # EIO: the slave end is closed and drained
+      break
+    if not chunk:
+      break
+    chunks.append(chunk)
   os.close(master)
-  return out
+  return b''.join(chunks).decode('utf-8', 'replace')
 
 
 def test_a_bar_is_drawn_on_a_sized_terminal(monkeypatch):
