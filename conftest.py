@@ -14,3 +14,37 @@ os.environ["A2V_COMPILATION_CACHE"] = ""
 import jax  # noqa: E402
 
 jax.config.update("jax_disable_most_optimizations", True)
+
+
+# Longest first: under `pytest -n 2 --dist loadgroup` (CI) the two workers
+# take work in this order, so the minutes-long tests start at once instead
+# of queueing at the end (train_test.py sorts last) while the other worker
+# idles. The tests that share train_test's `straight_run` fixture form one
+# xdist group, so its 6-step run is trained once. Durations: the
+# `slowest 25` table at the end of every run.
+_LONGEST_FIRST = (
+    "tests/train_test.py::test_phase_change_does_not_retrace",
+    "tests/train_test.py::test_kill_and_resume_gives_identical_params",
+    "tests/train_test.py::test_bfloat16_compute_trains_with_float32_state",
+    "tests/train_test.py::test_eight_devices_match_one_device",
+    "tests/test_features.py::test_mfcc_matches_librosa_on_each_window",
+    "tests/train_test.py::test_nan_stops_with_step_and_term",
+    "tests/test_notebooks.py",
+    "tests/test_web.py",
+    "tests/train_test.py::test_pretrain_runlocal_writes_loadable_checkpoint",
+    "tests/test_evaluate_helpers.py",
+    "tests/test_evaluate.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+
+  def rank(item):
+    for i, prefix in enumerate(_LONGEST_FIRST):
+      if item.nodeid == prefix or item.nodeid.startswith((prefix + "[", prefix + "@",
+                                                           prefix + "::")):
+        return i
+    return len(_LONGEST_FIRST)
+
+  items.sort(key=rank)   # stable: the rest keep their collection order
