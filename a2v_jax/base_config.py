@@ -147,8 +147,9 @@ def _networks(c: ml_collections.ConfigDict) -> None:
       num_frames=75,      # ds2_ctc: frames of each utterance (75 = 3 s)
       max_shift=6,        # syncnet: false pairs shift audio 2..this frames
       # syncnet: 'multiway' (pick the genuine audio among offsets
-      # -max_shift..max_shift, Chung et al. 2019) or 'contrastive' (the
-      # paper's genuine-vs-shifted pairs); see pretrain._syncnet_loss.
+      # -max_shift..max_shift, Chung et al. 2019), 'multiway_clip' (that and
+      # the own clip among the batch's) or 'contrastive' (the paper's
+      # genuine-vs-shifted pairs); see pretrain._syncnet_loss.
       syncnet_objective='multiway',
       syncnet_temperature=0.1,
       eye_weight=1.0,

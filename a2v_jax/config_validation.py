@@ -137,7 +137,8 @@ def validate_config(config: Any) -> None:
   _check_choice('loss.gan_mode', config.loss.gan_mode, losses.GAN_MODES)
   _check_choice('compute_dtype', config.compute_dtype, layers.COMPUTE_DTYPES)
   _check_choice('pretrain.syncnet_objective',
-                config.pretrain.syncnet_objective, ('multiway', 'contrastive'))
+                config.pretrain.syncnet_objective,
+                ('multiway', 'multiway_clip', 'contrastive'))
   _check_choice('pretrained.missing', config.pretrained.missing,
                 MISSING_PRETRAINED)
   for key in ('batch_size', 'log_every_steps', 'ckpt_every_steps',

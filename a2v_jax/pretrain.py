@@ -167,9 +167,14 @@ def _syncnet_loss(model, variables, batch, rng, max_shift: int,
       max_shift, a softmax over -distance / temperature. Every step sees
       all offsets, which is what LSE's offset search asks of the network;
       the contrastive-only objective learned far slower here.
-  Both log the mean contrastive loss and pair_accuracy (genuine closer than
+    'multiway_clip': the mean of 'multiway' and an in-batch term: each
+      video picks its own aligned audio window among the batch's (CLIP's
+      softmax over other clips). On real GRID s1 the offset task alone gave
+      no gradient to start from; the in-batch term did.
+  All log the mean contrastive loss and pair_accuracy (genuine closer than
   a random shifted pair); 'multiway' also logs offset_accuracy (the genuine
-  window is the nearest of all 2 * max_shift + 1).
+  window is the nearest of all 2 * max_shift + 1), 'multiway_clip' also
+  clip_accuracy (the own clip is the nearest of the batch's).
   """
   frames, mfcc = batch['frames'], batch['mfcc']
   b, t = mfcc.shape[:2]
@@ -184,7 +189,7 @@ def _syncnet_loss(model, variables, batch, rng, max_shift: int,
   candidates = mfcc[:, centre - max_shift:centre + max_shift + 1]
   true_idx = jnp.full([b], max_shift)
   false_idx = max_shift + sign * shift
-  if objective != 'multiway':   # embed only the two windows the pair needs
+  if objective == 'contrastive':   # embed only the two windows the pair needs
     candidates = jnp.stack([_pick(candidates, true_idx),
                             _pick(candidates, false_idx)], axis=1)
     true_idx, false_idx = jnp.zeros([b], jnp.int32), jnp.ones([b], jnp.int32)
@@ -199,7 +204,7 @@ def _syncnet_loss(model, variables, batch, rng, max_shift: int,
   d_false = syncnet.sync_distance(v, a_false)
   parts['pair_accuracy'] = jnp.mean((d_true < d_false).astype(jnp.float32))
   parts['contrastive'] = contrastive
-  if objective != 'multiway':
+  if objective == 'contrastive':
     return contrastive, parts
   d = jnp.sqrt(jnp.sum(jnp.square(v[:, None] - a), -1) + 1e-12)   # [b, n]
   multiway = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
@@ -207,7 +212,19 @@ def _syncnet_loss(model, variables, batch, rng, max_shift: int,
   parts['multiway'] = multiway
   parts['offset_accuracy'] = jnp.mean(
       (jnp.argmin(d, -1) == true_idx).astype(jnp.float32))
-  return multiway, parts
+  if objective == 'multiway':
+    return multiway, parts
+  # 'multiway_clip': each video also picks its own clip's aligned audio among
+  # the batch's (other utterances and times: easy negatives, which carry
+  # the gradient while the offset task is still at chance).
+  d_batch = jnp.sqrt(jnp.sum(jnp.square(
+      v[:, None] - a[None, :, max_shift]), -1) + 1e-12)    # [b, b]
+  clip = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+      -d_batch / temperature, jnp.arange(b)))
+  parts['clip'] = clip
+  parts['clip_accuracy'] = jnp.mean(
+      (jnp.argmin(d_batch, -1) == jnp.arange(b)).astype(jnp.float32))
+  return 0.5 * (multiway + clip), parts
 
 
 def _eye_loss(model, variables, batch, rng, crop: int):
@@ -264,6 +281,17 @@ def _init_inputs(task, model, batch):
   return (batch['frames'][:, 0],)
 
 
+def _measure_faces(model, variables, first, batches, num_batches: int = 8):
+  """A face_norm SyncNet's face statistics from the first training batches
+  (a checkpoint, when one is resumed, brings its own)."""
+  faces = [first['frames']] + [next(batches)['frames']
+                               for _ in range(num_batches - 1)]
+  faces = np.concatenate([np.asarray(f) for f in faces])
+  t = faces.shape[1] // 2    # the 5 frames the loss shows the network
+  faces = syncnet.lower_half(faces[:, t - 2:t + 3], model.input_hw)
+  return syncnet.set_face_statistics(variables, faces, model.face_norm)
+
+
 def _log(task: str, done: int, num_steps: int, steps_per_s: float, parts,
          writer, bar=None) -> None:
   """Logs (or shows on the stage's bar) and writes one step's loss parts;
@@ -304,6 +332,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   variables = jax.jit(model.init,
                       compiler_options=networks.INIT_COMPILER_OPTIONS)(
       rng, *_init_inputs(config.task, model, first))
+  if config.task == 'syncnet' and model.face_norm != 'none':
+    variables = _measure_faces(model, variables, first, batches)
   helper = {task: name for name, task in HELPER_TASKS.items()}.get(config.task)
   network_metadata = ({'network_config': network_config(
       helper, config.model[helper])} if helper else {})

@@ -49,8 +49,11 @@ def _real_s1(c):
   c.model.frame_d = dict(ndf=16, n_layers=2, num_scales=2)
   c.model.temporal_d = dict(ndf=8, n_layers=1, num_scales=1,
                             audio_channels=8)
-  # SyncNet sees the lower half (64x128) of each 128 px crop at full size.
-  c.model.syncnet = dict(input_hw=(64, 128), width=0.25, embed_dim=128)
+  # SyncNet sees the lower half (64x128) of each 128 px crop at full size,
+  # less each sample's 5-frame mean (the motion; models/syncnet.py), and is
+  # pretrained on offsets and in-batch clips at once (pretrain.py).
+  c.model.syncnet = dict(input_hw=(64, 128), width=0.25, embed_dim=128,
+                         face_norm='temporal')
   c.model.ds2 = dict(conv_features=(16, 16), rnn_hidden=128, rnn_layers=2)
   c.model.eye = dict(input_size=32, features=(16, 32, 32), hidden=64)
   c.model.perceptual = dict(layers=('relu1_2', 'relu2_2'),
@@ -70,8 +73,8 @@ def _real_s1(c):
     c.curriculum.weights[phase].contrastive = 0.0
     c.curriculum.weights[phase].mouth = 20.0
   c.pretrained.missing = 'pretrain'
-  c.pretrain.update(dict(batch_size=16, ds2_steps=1000, syncnet_steps=1000,
-                         eye_steps=400))
+  c.pretrain.update(dict(batch_size=16, ds2_steps=1000, syncnet_steps=1500,
+                         eye_steps=400, syncnet_objective='multiway_clip'))
   c.log_every_steps = 10
   c.ckpt_every_steps = 100
   c.sample_every_steps = 250
@@ -93,7 +96,7 @@ def _gpu(c):
                            conv_lowering='auto')
   c.model.frame_d = dict()
   c.model.temporal_d = dict()
-  c.model.syncnet = dict(input_hw=(64, 128))
+  c.model.syncnet = dict(input_hw=(64, 128), face_norm='temporal')
   c.loss.perceptual_frames = 0
   c.curriculum.phase_start_steps = (2000, 12000)
   for phase in ('phase2', 'phase3'):

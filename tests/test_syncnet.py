@@ -151,3 +151,70 @@ def test_pretraining_objectives_share_their_contrastive_pairs(tiny):
   # Cross-entropy over 2 * max_shift + 1 offsets; near chance untrained.
   assert 0.0 < float(multi) < 2 * np.log(2 * max_shift + 1)
   assert 0.0 <= float(m_parts["offset_accuracy"]) <= 1.0
+
+
+def test_multiway_clip_adds_the_in_batch_term(tiny):
+  from a2v_jax import pretrain  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(2)
+  max_shift, t = 3, 11
+  batch = {"frames": jnp.asarray(rng.uniform(-1, 1, (4, t, 112, 64, 3)),
+                                 jnp.float32),
+           "mfcc": jnp.asarray(rng.standard_normal((4, t, 20, 13)) * 30,
+                               jnp.float32)}
+  key = jax.random.PRNGKey(3)
+  run = lambda o: jax.jit(lambda v: pretrain._syncnet_loss(  # pylint: disable=protected-access
+      tiny["model"], v, batch, key, max_shift, 1.0, o))(tiny["variables"])
+  multi, _ = run("multiway")
+  both, parts = run("multiway_clip")
+  np.testing.assert_allclose(parts["multiway"], multi, rtol=1e-5)
+  np.testing.assert_allclose(both, 0.5 * (multi + parts["clip"]), rtol=1e-5)
+  # Cross-entropy over the batch's 4 clips, near chance untrained.
+  assert 0.5 * np.log(4) < float(parts["clip"]) < 2 * np.log(4)
+  assert 0.0 <= float(parts["clip_accuracy"]) <= 1.0
+
+
+def test_face_norm_standardises_the_input_and_stays_frozen():
+  kw = dict(input_hw=(56, 56), width=0.125, embed_dim=16)
+  plain = syncnet.SyncNet(**kw)
+  rng = np.random.default_rng(0)
+  mean_face = rng.uniform(-0.5, 0.5, (56, 56, 3)).astype(np.float32)
+  frames = mean_face + 0.1 * rng.standard_normal((8, 5, 56, 56, 3))
+  faces = jnp.asarray(frames[:2], jnp.float32)
+  mfcc = jnp.zeros((2, 20, 13))
+  for norm in ("mean_face", "temporal"):
+    model = syncnet.SyncNet(**kw, face_norm=norm)
+    variables = model.init(jax.random.PRNGKey(0), faces, mfcc)
+    same = {"params": {k: v for k, v in variables["params"].items()
+                       if not k.startswith("face_")}}
+    measured = syncnet.set_face_statistics(variables, frames, norm)
+    p = measured["params"]
+    if norm == "mean_face":
+      np.testing.assert_allclose(p["face_mean"], mean_face, atol=0.08)
+      np.testing.assert_allclose(p["face_scale"], 0.2, rtol=0.05)
+      expected = (faces - p["face_mean"]) / p["face_scale"]
+    else:
+      # The std about each sample's 5-frame mean is 0.1 * sqrt(4 / 5).
+      np.testing.assert_allclose(p["face_scale"], 0.2 * np.sqrt(0.8),
+                                 rtol=0.05)
+      expected = (faces - faces.mean(1, keepdims=True)) / p["face_scale"]
+    # The same embedding as the plain network fed the normalised input.
+    np.testing.assert_allclose(
+        model.apply(measured, faces, method="embed_video"),
+        plain.apply(same, expected, method="embed_video"),
+        rtol=1e-4, atol=1e-5)
+    # Frozen: no gradient reaches the statistics.
+    grads = jax.grad(lambda q, m=model: jnp.sum(m.apply(
+        {"params": q}, faces, method="embed_video")))(p)
+    assert all(float(jnp.abs(grads[k]).sum()) == 0.0
+               for k in grads if k.startswith("face_"))
+  with pytest.raises(syncnet.SyncNetInputError, match="face_mean"):
+    syncnet.set_face_statistics(variables_of_mean_face(kw, faces, mfcc),
+                                frames[..., :28, :], "mean_face")
+  with pytest.raises(syncnet.SyncNetInputError, match="temporal"):
+    jax.eval_shape(syncnet.SyncNet(**kw, face_norm="tempral").init,
+                   jax.random.PRNGKey(0), faces, mfcc)
+
+
+def variables_of_mean_face(kw, faces, mfcc):
+  return syncnet.SyncNet(**kw, face_norm="mean_face").init(
+      jax.random.PRNGKey(0), faces, mfcc)
