@@ -192,8 +192,10 @@ def _restore(config, state, mesh, ckpt, data_iter, controller):
     controller.load_state_dict(meta['curriculum'])
     logging.info('Resuming at step %d, phase %d.', latest, controller.phase)
   elif config.init_from:
+    # A SyncNet named for this run wins over the other run's sync D.
+    keep = ('sync',) if config.pretrained.get('syncnet_ckpt') else ()
     state = train_state_lib.init_from_checkpoint(state, config.init_from,
-                                                 state_sharding)
+                                                 state_sharding, keep)
   return state
 
 

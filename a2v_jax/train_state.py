@@ -9,7 +9,7 @@ initialises it (in place on the mesh) with the frozen networks' variables;
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from absl import logging
 import flax
@@ -246,20 +246,26 @@ def _check_pretrained(name: str, reference, loaded) -> None:
         f'model settings as this config')
 
 
-def init_from_checkpoint(state: TrainState, path: str, shardings
-                         ) -> TrainState:
+def init_from_checkpoint(state: TrainState, path: str, shardings,
+                         keep: Sequence[str] = ()) -> TrainState:
   """Copies G, the EMA and the discriminators from another run's checkpoint.
 
   Optimiser states and the step start afresh (a new phase, a new schedule).
   Every process reads the checkpoint and keeps its own shards.
+
+  keep: discriminators (DISCRIMINATORS) that stay as `state` has them, e.g.
+    'sync' when a pretrained SyncNet was named for this run
+    (config.pretrained.syncnet_ckpt): it wins over the other run's copy.
   """
   tree, meta = checkpointing.load_state_tree(path)
   logging.info('Initialising from %s (phase %s).', path,
                meta.get('curriculum', {}).get('phase'))
   cast = lambda ref, new, sh: parallel.put_global(jax.tree.map(
       lambda r, n: np.asarray(n, r.dtype).reshape(r.shape), ref, new), sh)
-  d_params = {name: cast(state.d_params[name], tree['d_params'][name],
-                         shardings.d_params[name]) for name in state.d_params}
+  d_params = {name: (state.d_params[name] if name in keep else
+                     cast(state.d_params[name], tree['d_params'][name],
+                          shardings.d_params[name]))
+              for name in state.d_params}
   return state.replace(
       g_params=cast(state.g_params, tree['g_params'], shardings.g_params),
       ema_g_params=cast(state.ema_g_params, tree['ema_g_params'],
