@@ -16,12 +16,15 @@ import jax  # noqa: E402
 jax.config.update("jax_disable_most_optimizations", True)
 
 
-# Longest first: under `pytest -n 2 --dist loadgroup` (CI) the two workers
-# take work in this order, so the minutes-long tests start at once instead
-# of queueing at the end (train_test.py sorts last) while the other worker
-# idles. The tests that share train_test's `straight_run` fixture form one
-# xdist group, so its 6-step run is trained once. Durations: the
-# `slowest 25` table at the end of every run.
+# Longest first: under `pytest -n 2 --dist loadgroup --no-loadscope-reorder`
+# (pyproject.toml) xdist hands out tests one scope at a time in this order,
+# so the minutes-long tests start at once on both workers instead of
+# queueing at the end (train_test.py sorts last) while the other worker
+# idles. (xdist_group marks are not honoured by the xdist and pytest
+# installed here: a test of tests marked with one group ran them on both
+# workers, so the tests sharing train_test's `straight_run` fixture each
+# train it on their own worker.) Durations: the `slowest 25` table at the
+# end of every run.
 _LONGEST_FIRST = (
     "tests/train_test.py::test_phase_change_does_not_retrace",
     "tests/train_test.py::test_kill_and_resume_gives_identical_params",

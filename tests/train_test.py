@@ -106,7 +106,6 @@ def straight_run(cache_dir, tmp_path_factory):
   return state, gan_step.TRAIN_STEP_TRACES - traces, workdir
 
 
-@pytest.mark.xdist_group('straight_run')  # one training of the fixture
 def test_phase_change_does_not_retrace(straight_run):
   state, traces, workdir = straight_run
   assert int(state.step) == 6
@@ -117,7 +116,6 @@ def test_phase_change_does_not_retrace(straight_run):
   assert os.listdir(os.path.join(workdir, 'tensorboard', 'clips'))
 
 
-@pytest.mark.xdist_group('straight_run')  # one training of the fixture
 def test_kill_and_resume_gives_identical_params(straight_run, cache_dir,
                                                 tmp_path):
   workdir = str(tmp_path / 'killed')
@@ -184,7 +182,6 @@ def test_nan_stops_with_step_and_term(cache_dir, tmp_path):
 
 
 @pytest.mark.slow  # a second compile of the whole step: `pytest -m slow`
-@pytest.mark.xdist_group('straight_run')  # one training of the fixture
 def test_bfloat16_compute_trains_with_float32_state(straight_run, cache_dir,
                                                      tmp_path):
   config = _config()
