@@ -156,7 +156,8 @@ def _networks(c: ml_collections.ConfigDict) -> None:
       # task 'lipnet' (the WER evaluator's lip reader): LipNet module
       # attributes (models/lipnet.py) and its mouth crop (height, width).
       lipnet=dict(conv_features=(32, 64, 96), gru_hidden=256, gru_layers=2,
-                  dropout_rate=0.5, gru_dropout_rate=0.5, mouth_hw=(50, 100)),
+                  dropout_rate=0.5, gru_dropout_rate=0.5, mouth_hw=(50, 100),
+                  conv_lowering='auto'),
   ))
 
 

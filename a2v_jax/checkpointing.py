@@ -176,6 +176,11 @@ def load_state_tree(path: str, step: int | None = None) -> tuple[Any, dict]:
       raise CheckpointError(
           f'{path!r} holds no committed checkpoint; the run that writes it '
           f'did not finish a save')
+    if step not in manager.all_steps():
+      have = ', '.join(str(s) for s in sorted(manager.all_steps())) or 'none'
+      raise CheckpointError(
+          f'{path!r} has no checkpoint of step {step}; pass one of its '
+          f'steps ({have})')
     target = _local_target(manager.item_metadata(step)['state'])
     restored = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target),

@@ -33,6 +33,7 @@ import logging as std_logging
 import os
 import re
 import sys
+import threading
 import time
 from typing import Callable, NoReturn, Sequence
 
@@ -198,7 +199,38 @@ def run(main: Callable[[list[str]], None],
         fail(e.code)
       raise
 
-  app.run(wrapped, flags_parser=lambda argv: parse_flags(argv, flag_values))
+  try:
+    app.run(wrapped, flags_parser=lambda argv: parse_flags(argv, flag_values))
+  except SystemExit as e:
+    if e.code not in (0, None) and _busy_daemon_threads():
+      _exit_now(e.code)
+    raise
+
+
+def _busy_daemon_threads() -> list[threading.Thread]:
+  """Daemon threads still running (e.g. the train step's background
+  compile, a2v_jax/train.py)."""
+  return [t for t in threading.enumerate()
+          if t.daemon and t.is_alive() and t is not threading.main_thread()]
+
+
+def _exit_now(code) -> NoReturn:
+  """Exits at once after an error, skipping interpreter finalisation.
+
+  A daemon thread inside native code (XLA compiling the train step) that
+  returns while Python finalises is unwound by the C++ runtime, which
+  aborts the process (status 134 and a screen of 'Fatal Python error'
+  after the one error line). Everything that must reach disk is closed
+  before this point (checkpointers close in `finally` blocks); logs and
+  the standard streams are flushed here.
+  """
+  std_logging.shutdown()
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except (OSError, ValueError):
+      pass
+  os._exit(code if isinstance(code, int) else 1)  # pylint: disable=protected-access
 
 
 # --- Compilation cache -------------------------------------------------------

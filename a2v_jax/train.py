@@ -263,22 +263,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                     max_to_keep=config.max_to_keep,
                                     keep_steps=_phase_end_steps(config))
   controller = curriculum.PhaseController.from_config(config.curriculum)
-  state = _restore(config, state, mesh, ckpt, data_iter, controller)
-  loop = _Loop(config, workdir, nets, mesh, ckpt, controller, num_steps,
-               steps_per_epoch, hooks)
-  start = int(jax.device_get(state.step))
-  logging.info('Training steps %d..%d (%d steps/epoch), phase %d; global '
-               'batch %d = %d per device x %d devices x %d accumulation '
-               'steps; mesh %s over %d process(es).', start, num_steps,
-               steps_per_epoch, controller.phase, sizes.global_batch,
-               sizes.per_device, jax.device_count(), sizes.grad_accum_steps,
-               dict(mesh.shape), jax.process_count())
+  loop = None
+  # The checkpointer is closed however this ends: a bad init_from or resume
+  # raised with its threads still open used to abort the process at exit.
   try:
+    state = _restore(config, state, mesh, ckpt, data_iter, controller)
+    loop = _Loop(config, workdir, nets, mesh, ckpt, controller, num_steps,
+                 steps_per_epoch, hooks)
+    start = int(jax.device_get(state.step))
+    logging.info('Training steps %d..%d (%d steps/epoch), phase %d; global '
+                 'batch %d = %d per device x %d devices x %d accumulation '
+                 'steps; mesh %s over %d process(es).', start, num_steps,
+                 steps_per_epoch, controller.phase, sizes.global_batch,
+                 sizes.per_device, jax.device_count(),
+                 sizes.grad_accum_steps, dict(mesh.shape),
+                 jax.process_count())
     state = loop.run(compiled_step.result((state, frozen)), state, frozen,
                      data_iter, start)
   finally:
     ckpt.close()
-    loop.writer.close()
+    if loop is not None:
+      loop.writer.close()
   logging.info('Done at step %d, phase %d; the train step was traced %d '
                'time(s).', num_steps, controller.phase,
                gan_step.TRAIN_STEP_TRACES - traces_before)

@@ -262,6 +262,11 @@ def init_from_checkpoint(state: TrainState, path: str, shardings,
                meta.get('curriculum', {}).get('phase'))
   cast = lambda ref, new, sh: parallel.put_global(jax.tree.map(
       lambda r, n: np.asarray(n, r.dtype).reshape(r.shape), ref, new), sh)
+  for name, ref, new in (
+      ('generator', state.g_params, tree.get('g_params')),
+      *((name, state.d_params[name], tree.get('d_params', {}).get(name))
+        for name in state.d_params if name not in keep)):
+    _check_same_parameters(path, name, ref, new)
   d_params = {name: (state.d_params[name] if name in keep else
                      cast(state.d_params[name], tree['d_params'][name],
                           shardings.d_params[name]))
@@ -271,3 +276,33 @@ def init_from_checkpoint(state: TrainState, path: str, shardings,
       ema_g_params=cast(state.ema_g_params, tree['ema_g_params'],
                         shardings.ema_g_params),
       d_params=d_params)
+
+
+# The config section of each network init_from copies, for the error's fix.
+_SECTIONS = {'generator': 'model.generator', 'frame': 'model.frame_d',
+             'temporal': 'model.temporal_d', 'sync': 'model.syncnet'}
+
+
+def _check_same_parameters(path: str, name: str, ref, new) -> None:
+  """Raises CheckpointError naming what differs when the checkpoint's
+  `name` network has other parameter paths or shapes than `ref`."""
+  shapes = lambda t: {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x
+                      in jax.tree_util.tree_flatten_with_path(t)[0]}
+  mine, theirs = shapes(ref), shapes(new if new is not None else {})
+  if mine == theirs:
+    return
+  only_mine = sorted(set(mine) - set(theirs))
+  only_theirs = sorted(set(theirs) - set(mine))
+  reshaped = sorted(k for k in set(mine) & set(theirs)
+                    if mine[k] != theirs[k])
+  parts = [f'{what}: {", ".join(keys[:3])}{" ..." if len(keys) > 3 else ""}'
+           for what, keys in (('only in this config', only_mine),
+                              ('only in the checkpoint', only_theirs),
+                              ('other shapes', reshaped)) if keys]
+  fix = (f'set {_SECTIONS.get(name, name)} as that run had it')
+  if name == 'sync':
+    fix += (', or name a SyncNet pretrained with this config '
+            '(--config.pretrained.syncnet_ckpt=...)')
+  raise checkpointing.CheckpointError(
+      f'init_from={path}: its {name} network does not fit this config '
+      f'({"; ".join(parts)}); {fix}')

@@ -121,6 +121,41 @@ def test_one_line_error(name, tmp_path):
     assert w in errors[0], (w, errors[0])
 
 
+# An entry point that fails while the train step still compiles on its
+# daemon thread (a2v_jax/train.py), as a bad init_from does: the thread's
+# return into a finalising interpreter used to abort the process (status
+# 134 and a screen of 'Fatal Python error' after the error line).
+_FAILS_WHILE_COMPILING = """
+import threading, time
+import jax, jax.numpy as jnp
+from a2v_jax import cli
+
+def chain(x):
+  for i in range(1500):
+    x = jnp.sin(x @ x.T + i)[:, :64]
+  return x
+
+def main(argv):
+  lowered = jax.jit(chain).lower(jnp.zeros((64, 64)))
+  threading.Thread(target=lowered.compile, daemon=True).start()
+  time.sleep(0.3)
+  raise cli.InputError('init_from=x: its sync network does not fit')
+
+cli.run(main)
+"""
+
+
+def test_an_error_while_a_compile_runs_exits_with_one_line():
+  proc = subprocess.run(
+      [sys.executable, '-c', _FAILS_WHILE_COMPILING], cwd=REPO,
+      capture_output=True, text=True, timeout=300,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  output = proc.stdout + proc.stderr
+  assert proc.returncode == 1, output[-2000:]
+  assert output.strip() == ('error: init_from=x: its sync network does not '
+                            'fit'), output[-2000:]
+
+
 def test_check_writable_dir_makes_the_folder(tmp_path):
   cli.check_writable_dir(str(tmp_path / 'a' / 'b'), '--workdir')
   assert (tmp_path / 'a' / 'b').is_dir()

@@ -47,6 +47,14 @@ def test_a_named_syncnet_is_kept_and_the_rest_is_copied(monkeypatch):
                                 [1.0, 1.0, 1.0])
   assert int(out.step) == 7       # the step and optimisers start afresh
   # Without keep the other run's sync D is copied, and its shape mismatch
-  # is an error rather than a silent reshape.
-  with pytest.raises(ValueError):
+  # is a one-line input error naming the network and the fix.
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r"its sync network does not fit this config "
+                     r"\(other shapes: \['params'\]\['w'\]\); set "
+                     r"model.syncnet as that run had it, or name a SyncNet"):
+    train_state.init_from_checkpoint(mine, 'unused', shardings)
+  # A parameter the other run's network lacks (face_norm's frozen scale).
+  tree['d_params'] = dict(other.d_params, sync={'params': {}})
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r"only in this config: \['params'\]\['w'\]"):
     train_state.init_from_checkpoint(mine, 'unused', shardings)

@@ -366,6 +366,10 @@ def test_pretrain_runlocal_writes_loadable_checkpoint(name, tmp_path):
   variables = train.train_and_evaluate(config, str(tmp_path))
   tree, meta = checkpointing.load_state_tree(str(tmp_path / 'checkpoints'))
   assert meta['task'] == config.task and meta['step'] == 3
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r'no checkpoint of step 7; pass one of its steps '
+                     r'\((\d+, )*3\)'):
+    checkpointing.load_state_tree(str(tmp_path / 'checkpoints'), 7)
   helper = {t: n for n, t in pretrain.HELPER_TASKS.items()}[name]
   assert meta['network_config'] == pretrain.network_config(
       helper, config.model[helper])

@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from a2v_jax.models import conv_lowering as lowering_lib
+from a2v_jax.models import layers
 from a2v_jax.models import vocab
 
 MOUTH_HW = (50, 100)
@@ -49,6 +51,11 @@ class LipNet(nn.Module):
     vocab_size: CTC classes including the blank (29).
     dropout_rate: spatial dropout after each STCNN (0.5).
     gru_dropout_rate: dropout between/after the GRUs (0.5 in the paper's code).
+    conv_lowering: how the 3-D convolutions run (conv_lowering.LOWERINGS;
+      same parameters and values whichever). XLA:CPU runs 3-D convolutions
+      on slow generic loops: 'stride1_2d' rewrites them into 2-D convs and
+      makes the paper-size training step about 3x faster on a 2-core CPU
+      (benchmarks/models.py --models=lipnet).
   """
   conv_features: Sequence[int] = (32, 64, 96)
   gru_hidden: int = 256
@@ -56,6 +63,7 @@ class LipNet(nn.Module):
   vocab_size: int = vocab.VOCAB_SIZE
   dropout_rate: float = 0.5
   gru_dropout_rate: float = 0.5
+  conv_lowering: str = "xla"
 
   @nn.compact
   def __call__(self, mouths: jax.Array, seq_lengths: jax.Array | None = None,
@@ -80,8 +88,10 @@ class LipNet(nn.Module):
     for i, (features, kernel, stride) in enumerate(
         zip(self.conv_features, kernels, strides)):
       pad = tuple((k // 2, k // 2) for k in kernel)
-      x = nn.Conv(features, kernel, strides=stride, padding=pad,
-                  name=f"stcnn{i + 1}")(x)
+      x = layers.Conv(features, kernel, strides=stride, padding=pad,
+                      lowering=self.conv_lowering,
+                      kernel_init=nn.initializers.lecun_normal(),
+                      name=f"stcnn{i + 1}")(x)
       x = nn.relu(x)
       # Spatial dropout: one mask value per (example, channel).
       x = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2, 3))(
@@ -109,6 +119,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.gru_layers = 2
   config.dropout_rate = 0.5
   config.gru_dropout_rate = 0.5
+  # 'auto': 'tuned' on the CPU backend, 'xla' on GPU and TPU.
+  config.conv_lowering = "auto"
   return config
 
 
@@ -118,7 +130,9 @@ def create_model(config: ml_collections.ConfigDict | None = None) -> LipNet:
   return LipNet(conv_features=tuple(config.conv_features),
                 gru_hidden=config.gru_hidden, gru_layers=config.gru_layers,
                 dropout_rate=config.dropout_rate,
-                gru_dropout_rate=config.gru_dropout_rate)
+                gru_dropout_rate=config.gru_dropout_rate,
+                conv_lowering=lowering_lib.resolve(
+                    config.get("conv_lowering", "auto")))
 
 
 def make_example_inputs(batch_size: int = 2, num_frames: int = 75,
