@@ -18,7 +18,9 @@ mean of every output w.r.t. all parameters, spectral-norm state updated.
 Nets: spade (OneShotA2V generator, ngf 64), spade_nvlabs (NVlabs
 SPADEGenerator, 128 px ngf 64 only), spade_nvlabs64 (NVlabs, 64 px ngf 16),
 patchgan, temporal (L=4 windows), and when their modules exist deepspeech2
-(75 frames, no image size), syncnet (lower half: size/2 x size), eye, vgg.
+(75 frames, no image size), syncnet (lower half: size/2 x size), eye, vgg,
+and lipnet (75 frames of the paper's 50x100 mouth crops, no image size;
+--conv_lowering applies to it too).
 Compare spade_nvlabs* with benchmarks/spade_torch_reference.py.
 
 --threads pins the process to that many cores (sched_setaffinity, before
@@ -47,7 +49,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; the best is kept.")
 _MODES = flags.DEFINE_list("modes", ["fwd", "fwdbwd"], "fwd and/or fwdbwd.")
 _CONV_LOWERING = flags.DEFINE_string(
     "conv_lowering", "auto",
-    "conv_lowering of spade*, patchgan and temporal ('auto' = 'tuned' on "
+    "conv_lowering of spade*, patchgan, temporal and lipnet ('auto' = 'tuned' on "
     "the CPU, 'xla' elsewhere; compare 'xla', 'stride1_2d' and 'tuned', "
     "see a2v_jax/models/conv_lowering.py and benchmarks/conv_forms.py).")
 _DTYPE = flags.DEFINE_enum(
@@ -103,6 +105,11 @@ def _other_nets(name: str, size: int, batch: int):
   elif name == "syncnet":
     inputs = module.make_example_inputs(batch_size=batch,
                                         input_hw=(size // 2, size))
+  elif name == "lipnet":
+    config = module.default_config()
+    config.conv_lowering = _CONV_LOWERING.value
+    return (module.create_model(config),
+            (module.make_example_inputs(batch_size=batch, num_frames=75),))
   else:
     inputs = module.make_example_inputs(batch_size=batch, image_size=size)
   return module.create_model(), tuple(inputs)
@@ -113,7 +120,7 @@ def _sizes_for(name: str, sizes: list[int]) -> list[int]:
     return [128]
   if name == "spade_nvlabs64":
     return [64]
-  if name == "deepspeech2":
+  if name in ("deepspeech2", "lipnet"):
     return [0]
   return sizes
 

@@ -55,7 +55,7 @@ class LipNet(nn.Module):
       same parameters and values whichever). XLA:CPU runs 3-D convolutions
       on slow generic loops: 'stride1_2d' rewrites them into 2-D convs and
       makes the paper-size training step about 3x faster on a 2-core CPU
-      (benchmarks/models.py --models=lipnet).
+      (benchmarks/models.py --nets=lipnet).
   """
   conv_features: Sequence[int] = (32, 64, 96)
   gru_hidden: int = 256
